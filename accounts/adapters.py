@@ -1,0 +1,28 @@
+"""allauth adapter: the web login shares the API login's lock-out."""
+
+from __future__ import annotations
+
+from allauth.account.adapter import DefaultAccountAdapter
+from django import forms
+
+from . import throttling
+from .requests import client_ip
+
+
+class AccountAdapter(DefaultAccountAdapter):
+    def pre_authenticate(self, request, **credentials):
+        email = credentials.get("email") or credentials.get("username") or ""
+        try:
+            throttling.check_login_allowed(ip=client_ip(request), email=email)
+        except throttling.LoginBlocked as blocked:
+            minutes = max(1, round(blocked.retry_after / 60))
+            raise forms.ValidationError(
+                f"Too many failed login attempts. Try again in about {minutes} minute(s), or reset your password."
+            ) from None
+        super().pre_authenticate(request, **credentials)
+
+    def authentication_failed(self, request, **credentials):
+        from .services import login_failure_record
+
+        email = credentials.get("email") or credentials.get("username") or ""
+        login_failure_record(email=email, user=None, request=request, reason="invalid_credentials")

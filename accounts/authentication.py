@@ -1,0 +1,63 @@
+"""`Authorization: Bearer <token>` for every API call."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from .models import ApiToken
+from .services import hash_token
+
+# Writing last_used_at on every request would turn each read into a write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def token_authenticate(raw: str):
+    """The (user, token) a raw bearer token belongs to, or AuthenticationFailed."""
+    token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
+    if token is None or token.revoked_at is not None:
+        raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+    now = timezone.now()
+    if token.expires_at <= now:
+        raise exceptions.AuthenticationFailed("The token has expired; log in again for a new one.")
+    if not token.user.is_active:
+        raise exceptions.AuthenticationFailed("This account is disabled.")
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token.user, token
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        scheme, _, raw = header.partition(" ")
+        if scheme.lower() != self.keyword.lower():
+            return None
+        raw = raw.strip()
+        if not raw or " " in raw:
+            raise exceptions.AuthenticationFailed("Malformed Authorization header: expected `Bearer <token>`.")
+        return token_authenticate(raw)
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class VerifiedSessionAuthentication(authentication.SessionAuthentication):
+    """The console's own calls: the session cookie (with CSRF), once the second factor is passed."""
+
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        if result is None:
+            return None
+        from .selectors import user_has_two_factor
+
+        user = request._request.user
+        if user_has_two_factor(user) and not user.is_verified():
+            return None
+        return result

@@ -1,0 +1,22 @@
+"""What the audit trail needs to know about the HTTP request behind an event."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+
+def client_ip(request) -> str | None:
+    if request is None:
+        return None
+    # Behind our own proxy (Traefik) the client is the last address it appended.
+    if getattr(settings, "QM_TRUST_X_FORWARDED_FOR", False):
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            return forwarded.split(",")[-1].strip() or None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def user_agent(request) -> str:
+    if request is None:
+        return ""
+    return request.META.get("HTTP_USER_AGENT", "")[:255]

@@ -1,0 +1,29 @@
+"""Read queries of accounts."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django_otp.plugins.otp_static.models import StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from .models import ApiToken, SecurityEvent, User
+
+
+def user_has_two_factor(user: User) -> bool:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+def backup_codes_remaining(user: User) -> int:
+    return StaticToken.objects.filter(device__user=user).count()
+
+
+def api_token_list(*, user: User) -> QuerySet[ApiToken]:
+    return ApiToken.objects.filter(user=user, revoked_at__isnull=True).order_by("-created_at")
+
+
+def api_token_get(*, user: User, token_id: int) -> ApiToken | None:
+    return ApiToken.objects.filter(user=user, pk=token_id).first()
+
+
+def security_event_list(*, user: User, limit: int = 50) -> QuerySet[SecurityEvent]:
+    return SecurityEvent.objects.filter(user=user).order_by("-created_at")[:limit]

@@ -1,0 +1,206 @@
+"""Every state change of accounts: tokens, API login, two-factor devices, the audit trail."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.db import transaction
+from django.utils import timezone
+from django_otp import match_token
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from quantmesh.api.errors import ApiError
+
+from . import throttling
+from .models import ApiToken, SecurityEvent, User
+from .requests import client_ip, user_agent
+from .selectors import user_has_two_factor
+
+TOKEN_PREFIX = "qm_"  # noqa: S105 (a public prefix, not a secret)
+BACKUP_CODE_COUNT = 10
+TOTP_DEVICE_NAME = "Authenticator app"
+BACKUP_DEVICE_NAME = "Backup codes"
+
+
+def security_event_record(*, kind: str, user: User | None = None, email: str = "", request=None, **detail):
+    return SecurityEvent.objects.create(
+        kind=kind,
+        user=user,
+        email=(email or (user.email if user else ""))[:254],
+        ip_address=client_ip(request),
+        user_agent=user_agent(request),
+        detail=detail,
+    )
+
+
+def hash_token(raw: str) -> str:
+    # Tokens carry 256 bits of randomness, so a fast hash is safe and keeps lookups cheap.
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def api_token_create(*, user: User, name: str = "", ttl: timedelta | None = None, request=None) -> tuple[ApiToken, str]:
+    """Create a token; the raw value is returned once and never stored."""
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            user=user,
+            name=name,
+            key_hash=hash_token(raw),
+            prefix=raw[: len(TOKEN_PREFIX) + 6],
+            expires_at=timezone.now() + (ttl or settings.QM_TOKEN_TTL),
+        )
+        security_event_record(
+            kind=SecurityEvent.Kind.TOKEN_CREATED, user=user, request=request, token_id=token.pk, name=name
+        )
+    return token, raw
+
+
+def api_token_revoke(*, token: ApiToken, request=None) -> ApiToken:
+    if token.revoked_at is not None:
+        return token
+    with transaction.atomic():
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        security_event_record(
+            kind=SecurityEvent.Kind.TOKEN_REVOKED, user=token.user, request=request, token_id=token.pk
+        )
+    return token
+
+
+def _blocked_error(blocked: throttling.LoginBlocked) -> ApiError:
+    if blocked.reason == "locked":
+        message = f"Too many failed logins for this account; try again in {blocked.retry_after} seconds."
+    else:
+        message = f"Too many login attempts from this address; try again in {blocked.retry_after} seconds."
+    return ApiError(
+        code="rate_limited",
+        message=message,
+        status_code=429,
+        details={"retry_after": blocked.retry_after},
+        headers={"Retry-After": str(blocked.retry_after)},
+    )
+
+
+def login_failure_record(*, email: str, user: User | None, request, reason: str) -> None:
+    """Count a failure towards the lock and audit it (and the lock, when this one triggers it)."""
+    kind = SecurityEvent.Kind.OTP_FAILED if reason == "otp_invalid" else SecurityEvent.Kind.LOGIN_FAILED
+    security_event_record(kind=kind, user=user, email=email, request=request, reason=reason)
+    if throttling.record_login_failure(email=email):
+        security_event_record(kind=SecurityEvent.Kind.ACCOUNT_LOCKED, user=user, email=email, request=request)
+
+
+def second_factor_verify(*, user: User, code: str, request=None):
+    """The device that accepts a TOTP code or a one-time backup code, or None.
+
+    TOTP codes cannot be replayed (django-otp keeps the last accepted time step) and backup
+    codes are consumed.
+    """
+    device = match_token(user, code.strip().replace(" ", ""))
+    if isinstance(device, StaticDevice):
+        security_event_record(kind=SecurityEvent.Kind.BACKUP_CODE_USED, user=user, request=request)
+    return device
+
+
+def api_login(*, email: str, password: str, otp: str | None, request) -> tuple[ApiToken, str]:
+    email = email.strip().lower()
+    try:
+        throttling.check_login_allowed(ip=client_ip(request), email=email)
+    except throttling.LoginBlocked as blocked:
+        security_event_record(
+            kind=SecurityEvent.Kind.LOGIN_THROTTLED, email=email, request=request, reason=blocked.reason
+        )
+        raise _blocked_error(blocked) from None
+
+    user = authenticate(request, username=email, password=password)
+    if user is None:
+        login_failure_record(email=email, user=None, request=request, reason="invalid_credentials")
+        raise ApiError(code="invalid_credentials", message="E-mail or password is incorrect.", status_code=401)
+    if not _email_verified(user):
+        raise ApiError(
+            code="email_unverified",
+            message="Confirm your e-mail address first: follow the link in the message we sent you.",
+            status_code=401,
+        )
+    if user_has_two_factor(user):
+        if not otp:
+            raise ApiError(
+                code="otp_required",
+                message="This account has two-factor authentication: send the 6-digit code as `otp`.",
+                status_code=401,
+            )
+        if second_factor_verify(user=user, code=otp, request=request) is None:
+            login_failure_record(email=email, user=user, request=request, reason="otp_invalid")
+            raise ApiError(
+                code="otp_invalid",
+                message="The two-factor code is wrong, expired or already used.",
+                status_code=401,
+            )
+    throttling.clear_login_failures(email=email)
+    token, raw = api_token_create(user=user, name="API login", request=request)
+    security_event_record(kind=SecurityEvent.Kind.LOGIN_OK, user=user, request=request, via="api")
+    return token, raw
+
+
+def _email_verified(user: User) -> bool:
+    from allauth.account.models import EmailAddress
+
+    if settings.ACCOUNT_EMAIL_VERIFICATION != "mandatory":
+        return True
+    return EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=True).exists()
+
+
+def two_factor_enrol_begin(*, user: User) -> TOTPDevice:
+    """An unconfirmed TOTP device whose QR code the user scans; reused until confirmed."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+    return device
+
+
+def _backup_codes_replace(user: User) -> list[str]:
+    device, _ = StaticDevice.objects.get_or_create(user=user, name=BACKUP_DEVICE_NAME, defaults={"confirmed": True})
+    device.token_set.all().delete()
+    codes = [StaticToken.random_token() for _ in range(BACKUP_CODE_COUNT)]
+    StaticToken.objects.bulk_create([StaticToken(device=device, token=code) for code in codes])
+    return codes
+
+
+def two_factor_enrol_confirm(*, user: User, code: str, request=None) -> tuple[TOTPDevice, list[str]]:
+    """Confirm the pending device with a code from the app; returns it and fresh backup codes."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    if device is None:
+        raise ApiError(code="no_pending_device", message="Start two-factor enrolment first.")
+    if not device.verify_token(code.strip().replace(" ", "")):
+        raise ApiError(code="otp_invalid", message="That code does not match; check the time on your phone.")
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user, confirmed=True).delete()
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        codes = _backup_codes_replace(user)
+        security_event_record(kind=SecurityEvent.Kind.TWO_FACTOR_ENABLED, user=user, request=request)
+    return device, codes
+
+
+def two_factor_disable(*, user: User, password: str, code: str, request=None) -> None:
+    if not user.check_password(password):
+        raise ApiError(code="invalid_password", message="The password is incorrect.", status_code=400)
+    if second_factor_verify(user=user, code=code, request=request) is None:
+        raise ApiError(code="otp_invalid", message="The two-factor code is wrong, expired or already used.")
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user).delete()
+        StaticDevice.objects.filter(user=user).delete()
+        security_event_record(kind=SecurityEvent.Kind.TWO_FACTOR_DISABLED, user=user, request=request)
+
+
+def backup_codes_regenerate(*, user: User, code: str, request=None) -> list[str]:
+    if second_factor_verify(user=user, code=code, request=request) is None:
+        raise ApiError(code="otp_invalid", message="The two-factor code is wrong, expired or already used.")
+    with transaction.atomic():
+        codes = _backup_codes_replace(user)
+        security_event_record(kind=SecurityEvent.Kind.BACKUP_CODES_GENERATED, user=user, request=request)
+    return codes

@@ -1,0 +1,84 @@
+"""Login throttling shared by the API login and the web login.
+
+Two fixed-window counters in the cache: every attempt per client IP, and failed attempts
+per e-mail address. Reaching the failure limit locks that address for QM_LOGIN_LOCK,
+whether or not an account exists for it, so the lock does not reveal which addresses are
+registered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+
+
+@dataclass(frozen=True)
+class LoginBlocked(Exception):
+    reason: str  # "ip" or "locked"
+    retry_after: int  # seconds
+
+
+def _email_key(email: str) -> str:
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+
+
+def _window(seconds: float) -> tuple[int, int]:
+    """The current fixed window's number and the seconds left in it."""
+    now = time.time()
+    number = int(now // seconds)
+    return number, max(1, int((number + 1) * seconds - now + 0.999))
+
+
+def _bump(key: str, timeout: int) -> int:
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=timeout)
+        return 1
+
+
+def check_login_allowed(*, ip: str | None, email: str) -> None:
+    """Count this attempt against the client's IP and refuse it if the IP or the address is blocked."""
+    lock_key = f"login:lock:{_email_key(email)}"
+    locked_until = cache.get(lock_key)
+    if locked_until and locked_until > time.time():
+        raise LoginBlocked("locked", int(locked_until - time.time() + 0.999))
+    if ip:
+        seconds = settings.QM_LOGIN_IP_WINDOW.total_seconds()
+        number, left = _window(seconds)
+        if _bump(f"login:ip:{ip}:{number}", int(seconds) + 1) > settings.QM_LOGIN_IP_LIMIT:
+            raise LoginBlocked("ip", left)
+
+
+def record_login_failure(*, email: str) -> bool:
+    """Count a failed attempt for the address; returns True when this failure locked it."""
+    seconds = settings.QM_LOGIN_ACCOUNT_WINDOW.total_seconds()
+    number, _ = _window(seconds)
+    failures = _bump(f"login:fail:{_email_key(email)}:{number}", int(seconds) + 1)
+    if failures < settings.QM_LOGIN_ACCOUNT_FAILURES:
+        return False
+    lock = settings.QM_LOGIN_LOCK.total_seconds()
+    cache.set(f"login:lock:{_email_key(email)}", time.time() + lock, timeout=int(lock) + 1)
+    cache.delete(f"login:fail:{_email_key(email)}:{number}")
+    return True
+
+
+def clear_login_failures(*, email: str) -> None:
+    number, _ = _window(settings.QM_LOGIN_ACCOUNT_WINDOW.total_seconds())
+    cache.delete(f"login:fail:{_email_key(email)}:{number}")
+
+
+def unlock(*, email: str) -> None:
+    """Support staff lift a lock early (admin action)."""
+    cache.delete(f"login:lock:{_email_key(email)}")
+    clear_login_failures(email=email)
+
+
+def is_locked(*, email: str) -> bool:
+    locked_until = cache.get(f"login:lock:{_email_key(email)}")
+    return bool(locked_until and locked_until > time.time())

@@ -1,0 +1,63 @@
+"""Serve the portal: daphne, plus a Celery worker and beat when a broker is configured.
+
+Without a broker (the embedded default) Celery tasks run inside daphne's process, so daphne
+alone is the whole portal. Ctrl-C (or SIGTERM) stops every child.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Run the portal (daphne, and Celery worker + beat when REDIS_URL is set) until interrupted."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+
+    def handle(self, *args, host, port, **options):
+        commands = {
+            "daphne": [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "quantmesh.asgi:application"]
+        }
+        if not settings.CELERY_TASK_ALWAYS_EAGER:
+            celery = [sys.executable, "-m", "celery", "-A", "quantmesh"]
+            commands["worker"] = [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"]
+            commands["beat"] = [
+                *celery,
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(settings.VAR_DIR / "celerybeat"),
+            ]
+        children = {name: subprocess.Popen(argv) for name, argv in commands.items()}
+        self.stdout.write(f"QuantMesh Cloud on http://{host}:{port}/ ({', '.join(children)}); Ctrl-C stops it.")
+
+        def stop(*_):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while True:
+                for name, child in children.items():
+                    if child.poll() is not None:
+                        raise SystemExit(f"{name} exited with code {child.returncode}")
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for child in children.values():
+                if child.poll() is None:
+                    child.terminate()
+            for child in children.values():
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()

@@ -1,0 +1,34 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+from django_otp.admin import OTPAdminSite
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from quantmesh.api.errors import json_or_html
+
+from . import views
+
+# Staff reach the admin only with a verified second factor.
+admin.site.__class__ = OTPAdminSite
+admin.site.site_header = "QuantMesh Cloud support"
+admin.site.site_title = "QuantMesh Cloud support"
+
+api_urlpatterns = [
+    path("auth/", include("accounts.api.urls")),
+    path("billing/", include("billing.api.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("api/", include(api_urlpatterns)),
+    path("accounts/", include("accounts.urls")),
+    path("accounts/", include("allauth.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path(settings.QM_ADMIN_PATH, admin.site.urls),
+]
+
+handler404 = json_or_html(404, "not_found", "No such resource.", views.page_not_found)
+handler500 = json_or_html(500, "server_error", "An internal error occurred; it has been logged.", views.server_error)

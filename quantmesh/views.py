@@ -1,0 +1,29 @@
+"""Site-wide pages: home, health, error pages."""
+
+from django.db import connection
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
+
+from billing.selectors import entitlements_for, plan_list
+
+
+def home(request):
+    context = {"plans": plan_list()}
+    if request.user.is_authenticated:
+        context["entitlements"] = entitlements_for(request.user)
+    return render(request, "home.html", context)
+
+
+def healthz(request):
+    """Liveness for the proxy and the monitoring: answers only when the database does."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})
+
+
+def page_not_found(request, exception=None):
+    return render(request, "404.html", status=404)
+
+
+def server_error(request):
+    return HttpResponse(render(request, "500.html").content, status=500)

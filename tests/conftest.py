@@ -1,0 +1,105 @@
+"""Shared fixtures. Services (PostgreSQL, Redis, Docker) are used when configured; with
+QM_REQUIRE_SERVICES=1 (CI) a missing service fails the run instead of skipping."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pyotp
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from accounts import services as account_services
+from billing.selectors import plan_get
+from billing.services import subscription_grant_local
+
+from .factories import DEFAULT_PASSWORD, UserFactory
+
+REQUIRE_SERVICES = os.environ.get("QM_REQUIRE_SERVICES") == "1"
+
+
+def require_service(available: bool, why: str) -> None:
+    """Skip a test that needs a missing service, or fail when CI demands every service."""
+    if available:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"QM_REQUIRE_SERVICES=1 but {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # Login throttles live in the cache; each test starts with none.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def password() -> str:
+    return DEFAULT_PASSWORD
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def other_user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def make_user(db):
+    return UserFactory
+
+
+@pytest.fixture
+def subscribe(db):
+    """Give a user a plan through the local provider: subscribe(user, "professional")."""
+
+    def _subscribe(user, plan_code: str = "professional"):
+        return subscription_grant_local(user=user, plan=plan_get(code=plan_code))
+
+    return _subscribe
+
+
+@pytest.fixture
+def anon_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def api_client(user) -> APIClient:
+    """An API client authenticated as `user` with a real bearer token."""
+    _, raw = account_services.api_token_create(user=user, name="tests")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    client.raw_token = raw
+    return client
+
+
+class TotpClock:
+    """An authenticator app: codes computed from the device's provisioning URI (the QR code's content)."""
+
+    def __init__(self, device):
+        self.totp = pyotp.parse_uri(device.config_url)
+
+    def now(self) -> str:
+        return self.totp.now()
+
+    def at_offset(self, steps: int) -> str:
+        """The code `steps` time steps from now (django-otp accepts one step either side)."""
+        return self.totp.at(time.time() + steps * self.totp.interval)
+
+
+@pytest.fixture
+def two_factor_user(user):
+    """`user` with confirmed TOTP; returns (user, clock, backup_codes)."""
+    device = account_services.two_factor_enrol_begin(user=user)
+    clock = TotpClock(device)
+    _, codes = account_services.two_factor_enrol_confirm(user=user, code=clock.now())
+    return user, clock, codes
