@@ -1,0 +1,71 @@
+"""A real portal for benchmarks: a fresh database, migrated, served by daphne on a loopback port."""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_portal(extra_env: dict[str, str] | None = None):
+    """Yield (base_url, env) of a daphne-served portal on its own SQLite database
+    (or on DATABASE_URL when the caller set one, e.g. PostgreSQL)."""
+    workdir = tempfile.mkdtemp(prefix="qm-bench-")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "quantmesh.settings.base",
+        "DEBUG": "0",
+        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{workdir}/bench.sqlite3"),
+        "QM_LOGIN_IP_LIMIT": "100000000",
+        "QM_LOGIN_ACCOUNT_FAILURES": "100000000",
+        "LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
+    }
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "quantmesh.asgi:application"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1).read()  # noqa: S310 (loopback)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("daphne did not come up") from None
+                time.sleep(0.2)
+        yield base, env
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def manage_shell(env: dict[str, str], code: str) -> str:
+    """Run Python with Django set up against the benchmark's database; returns its stdout."""
+    prelude = "import django; django.setup()\n"
+    result = subprocess.run(
+        [sys.executable, "-c", prelude + code], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+    )
+    return result.stdout
