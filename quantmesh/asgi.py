@@ -8,4 +8,6 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from instances.proxy import InstanceRouter  # noqa: E402
+
+application = ProtocolTypeRouter({"http": InstanceRouter(django_asgi_app)})

@@ -4,6 +4,8 @@ from django.urls import include, path
 from django_otp.admin import OTPAdminSite
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from instances.proxy import forward_auth
+from instances.views import instance_open, instance_ticket_login
 from quantmesh.api.errors import json_or_html
 
 from . import views
@@ -16,6 +18,7 @@ admin.site.site_title = "QuantMesh Cloud support"
 api_urlpatterns = [
     path("auth/", include("accounts.api.urls")),
     path("billing/", include("billing.api.urls")),
+    path("saas/", include("instances.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -24,6 +27,9 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("api/", include(api_urlpatterns)),
+    path("instances/<str:instance_id>/open", instance_open, name="instance_open"),
+    path("__quantmesh/login", instance_ticket_login, name="instance_ticket_login"),
+    path("internal/forward-auth", forward_auth, name="instance_forward_auth"),
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from accounts import services as account_services
 from billing.selectors import plan_get
-from billing.services import subscription_grant_local
+from billing.services import plan_catalogue_sync, subscription_grant_local
 
 from .factories import DEFAULT_PASSWORD, UserFactory
 
@@ -62,6 +62,7 @@ def subscribe(db):
     """Give a user a plan through the local provider: subscribe(user, "professional")."""
 
     def _subscribe(user, plan_code: str = "professional"):
+        plan_catalogue_sync()  # transactional tests flush the migration-loaded plans
         return subscription_grant_local(user=user, plan=plan_get(code=plan_code))
 
     return _subscribe

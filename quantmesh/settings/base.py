@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "quantmesh",
     "accounts",
     "billing",
+    "instances",
 ]
 
 MIDDLEWARE = [
@@ -204,3 +205,29 @@ LOGGING = {
 
 QM_ADMIN_PATH = env.str("QM_ADMIN_PATH", default="admin/")
 QM_TRUST_X_FORWARDED_FOR = env.bool("QM_TRUST_X_FORWARDED_FOR", default=False)
+
+# Instances.
+QM_RUNTIME_BACKEND = env.str("QM_RUNTIME_BACKEND", default="process")
+QM_ENGINE_IMAGE = env.str("QM_ENGINE_IMAGE", default="quantmesh/engine:latest")
+QM_DOCKER_NETWORK = env.str("QM_DOCKER_NETWORK", default="host")
+QM_PROCESS_ROOT = env.path("QM_PROCESS_ROOT", default=VAR_DIR / "instances")
+QM_INSTANCE_URL_TEMPLATE = env.str(
+    "QM_INSTANCE_URL_TEMPLATE", default="http://instance-{slug}.{domain}:8000" if DEBUG else "https://instance-{slug}.{domain}"
+)
+QM_INSTANCE_PORT = 8080  # the engine's port inside its container, as the manual shows
+QM_CREATE_WAIT_SECONDS = env.float("QM_CREATE_WAIT_SECONDS", default=60)  # POST create waits this long for running
+QM_PROVISION_TIMEOUT_SECONDS = env.float("QM_PROVISION_TIMEOUT_SECONDS", default=60)  # to healthy, else failed
+QM_STOP_TIMEOUT_SECONDS = env.int("QM_STOP_TIMEOUT_SECONDS", default=10)
+QM_RECONCILE_INTERVAL_SECONDS = env.float("QM_RECONCILE_INTERVAL_SECONDS", default=15)
+QM_CRASH_LOOP_RESTARTS = env.int("QM_CRASH_LOOP_RESTARTS", default=5)  # restarts within the window → failed
+QM_CRASH_LOOP_WINDOW_SECONDS = env.int("QM_CRASH_LOOP_WINDOW_SECONDS", default=600)
+QM_RESTART_BACKOFF_SECONDS = env.float("QM_RESTART_BACKOFF_SECONDS", default=5)  # doubles per restart, capped
+QM_RESTART_BACKOFF_MAX_SECONDS = env.float("QM_RESTART_BACKOFF_MAX_SECONDS", default=300)
+QM_HEARTBEAT_STALE_SECONDS = env.float("QM_HEARTBEAT_STALE_SECONDS", default=60)
+QM_DATA_RETENTION_DAYS = env.int("QM_DATA_RETENTION_DAYS", default=30)
+# Secrets the portal keeps (proxy secrets) are encrypted with this key (Fernet, derived from SECRET_KEY if unset).
+QM_ENCRYPTION_KEY = env.str("QM_ENCRYPTION_KEY", default="")
+
+CELERY_BEAT_SCHEDULE = {
+    "instances-reconcile": {"task": "instances.tasks.reconcile", "schedule": QM_RECONCILE_INTERVAL_SECONDS},
+}

@@ -1,7 +1,7 @@
 """Serve the portal: daphne, plus a Celery worker and beat when a broker is configured.
 
-Without a broker (the embedded default) Celery tasks run inside daphne's process, so daphne
-alone is the whole portal. Ctrl-C (or SIGTERM) stops every child.
+Without a broker (the embedded default) Celery tasks run inside daphne's process and
+`run_periodic` stands in for beat. Ctrl-C (or SIGTERM) stops every child.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Run the portal (daphne, and Celery worker + beat when REDIS_URL is set) until interrupted."
+    help = "Run the portal (daphne; Celery worker + beat with REDIS_URL, else run_periodic) until interrupted."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")

@@ -1,0 +1,1 @@
+"""Exchanges behind one interface: the paper exchange and every exchange ccxt supports."""

@@ -1,0 +1,32 @@
+"""platform.yaml: what the portal tells the engine (read-only here, never exposed over HTTP)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Platform:
+    instance_id: str = "local"
+    owner: str = ""
+    max_trading_pairs: int | None = None
+    proxy_secret: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Platform(instance_id={self.instance_id!r}, max_trading_pairs={self.max_trading_pairs!r})"
+
+
+def load_platform(path: Path) -> Platform | None:
+    if not path.exists():
+        return None
+    data = yaml.safe_load(path.read_text()) or {}
+    pairs = data.get("max_trading_pairs")
+    return Platform(
+        instance_id=str(data.get("instance_id") or "local"),
+        owner=str(data.get("owner") or ""),
+        max_trading_pairs=int(pairs) if pairs is not None else None,
+        proxy_secret=str(data["proxy_secret"]) if data.get("proxy_secret") else None,
+    )

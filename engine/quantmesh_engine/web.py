@@ -1,0 +1,480 @@
+"""The engine's HTTP side on port 8080: its web page, config page, JSON API, exports, metrics.
+
+Only the portal's proxy may call it: every request but /healthz must carry the per-instance
+secret from platform.yaml in X-QuantMesh-Proxy-Secret.
+"""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import html
+import io
+import json
+from datetime import UTC, datetime
+
+import yaml
+from aiohttp import web
+
+from .app import Engine
+from .config import ConfigError, parse_config, save_config
+from .secrets import FIELDS, ExchangeSecrets, mask, save_secrets
+
+PROXY_SECRET_HEADER = "X-QuantMesh-Proxy-Secret"  # noqa: S105 (a header name)
+ENGINE_KEY = web.AppKey("engine", Engine)
+TRADE_COLUMNS = [
+    "time",
+    "symbol",
+    "side",
+    "price",
+    "amount",
+    "quote_amount",
+    "fee",
+    "fee_currency",
+    "realized_pnl",
+    "client_order_id",
+    "grid_level",
+]
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def error_response(status: int, code: str, message: str, **details) -> web.Response:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return web.json_response(body, status=status)
+
+
+@web.middleware
+async def proxy_secret_required(request: web.Request, handler):
+    if request.path == "/healthz":
+        return await handler(request)
+    engine = request.app[ENGINE_KEY]
+    expected = engine.proxy_secret
+    if expected is None:
+        if engine.insecure:
+            return await handler(request)
+        return error_response(401, "no_proxy_secret", "This engine has no platform.yaml: it accepts no requests.")
+    given = request.headers.get(PROXY_SECRET_HEADER, "")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        return error_response(401, "unauthorized", "Requests must come through the QuantMesh portal.")
+    return await handler(request)
+
+
+def status_payload(engine: Engine) -> dict:
+    symbols = []
+    for trader in engine.traders:
+        position = trader.position
+        price = trader.price or 0.0
+        symbols.append(
+            {
+                "symbol": trader.symbol,
+                "price": trader.price,
+                "position": position.amount,
+                "average_price": position.average_price,
+                "realized_pnl": round(position.realized_pnl, 8),
+                "unrealized_pnl": round(position.unrealized_pnl(price), 8) if trader.price else 0.0,
+                "fees": round(position.fees, 8),
+                "volume": round(position.volume, 8),
+                "open_orders": len(trader.open),
+                "layers": len(trader.strategy.held) if trader.strategy else 0,
+                "risk_state": trader.view.state,
+            }
+        )
+    config = engine.config
+    return {
+        "instance_id": engine.platform.instance_id if engine.platform else "local",
+        "version": engine.version,
+        "state": engine.state,
+        "error": engine.error or None,
+        "healthy": engine.healthy(),
+        "exchange": config.exchange_id if config else None,
+        "testnet": config.exchange.testnet if config else None,
+        "symbols": symbols,
+        "started_at": iso(engine.started_at),
+        "last_tick_at": iso(engine.last_tick_at),
+        "risk_triggers": {
+            k: v for k, v in engine.counters.items() if k in {"rapid_decline", "stop_loss", "daily_loss_limit"}
+        },
+    }
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 while the trading loop ticks; 503 otherwise (including a config or key error, which the
+    body names: the engine is alive and serving, but not trading)."""
+    engine = request.app[ENGINE_KEY]
+    healthy = engine.healthy()
+    body = {"status": "ok" if healthy else engine.state, "last_tick_at": iso(engine.last_tick_at)}
+    if engine.error:
+        body["error"] = engine.error
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+async def api_status(request: web.Request) -> web.Response:
+    return web.json_response(status_payload(request.app[ENGINE_KEY]))
+
+
+def _config_view(engine: Engine) -> dict:
+    try:
+        config = engine.load_config().to_dict()
+        problems = []
+    except ConfigError as error:
+        config = yaml.safe_load(engine.config_path.read_text()) if engine.config_path.exists() else {}
+        problems = error.errors
+    return {
+        "config": config,
+        "secrets": engine.secrets().masked(),
+        "errors": problems,
+        "max_trading_pairs": engine.max_trading_pairs,
+    }
+
+
+async def api_config_get(request: web.Request) -> web.Response:
+    return web.json_response(_config_view(request.app[ENGINE_KEY]))
+
+
+def _merge_secrets(current: ExchangeSecrets, given: dict | None) -> ExchangeSecrets:
+    """New values replace old ones; an empty or masked value (`****abcd`) keeps what is stored."""
+    if not given:
+        return current
+    values = {}
+    for name in FIELDS:
+        value = given.get(name)
+        if value is None or value == "" or (isinstance(value, str) and value.startswith("****")):
+            values[name] = getattr(current, name)
+        elif not isinstance(value, str) or len(value) > 512:
+            raise ConfigError([f"secrets.{name}: must be a string of at most 512 characters"])
+        else:
+            values[name] = value.strip()
+    return ExchangeSecrets(**values)
+
+
+async def apply_config(engine: Engine, config_data, secrets_data) -> list[str]:
+    """Validate, save and restart; returns the errors (nothing is saved when there are any)."""
+    try:
+        unknown = [k for k in (secrets_data or {}) if k not in FIELDS]
+        if unknown:
+            raise ConfigError([f"secrets.{k}: unknown field" for k in unknown])
+        config = parse_config(config_data, max_trading_pairs=engine.max_trading_pairs)
+        secrets = _merge_secrets(engine.secrets(), secrets_data)
+        if not config.is_paper and not secrets.present:
+            raise ConfigError([f"secrets.api_key: {config.exchange.name} needs an API key and secret"])
+    except ConfigError as error:
+        return error.errors
+    save_secrets(engine.secrets_path, secrets)
+    save_config(engine.config_path, config)
+    await engine.restart()
+    return []
+
+
+async def api_config_put(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return error_response(400, "malformed_request", "The body must be JSON.")
+    if not isinstance(body, dict) or not set(body) <= {"config", "secrets"}:
+        return error_response(400, "invalid_request", 'Send {"config": {...}, "secrets": {...}}.')
+    errors = await apply_config(engine, body.get("config"), body.get("secrets"))
+    if errors:
+        return error_response(400, "invalid_config", errors[0], errors=errors)
+    return web.json_response(_config_view(engine))
+
+
+async def api_restart(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    await engine.restart()
+    return web.json_response({"state": engine.state})
+
+
+def _time_filter(request: web.Request, name: str) -> float | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=json.dumps(
+                {
+                    "error": {
+                        "code": "invalid_request",
+                        "message": f"{name}: not an ISO-8601 time, e.g. 2025-01-01T00:00:00Z",
+                        "details": {name: raw},
+                    }
+                }
+            ),
+            content_type="application/json",
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+async def export_trades(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE_KEY]
+    since, until = _time_filter(request, "since"), _time_filter(request, "until")
+    symbol = request.query.get("symbol")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": 'attachment; filename="trades.csv"',
+        }
+    )
+    await response.prepare(request)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(TRADE_COLUMNS)
+    for index, (ts, sym, side, price, amount, fee, fee_currency, pnl, client_id, level) in enumerate(
+        engine.store.fills(since=since, until=until, symbol=symbol)
+    ):
+        writer.writerow(
+            [
+                iso(ts),
+                sym,
+                side,
+                f"{price:.10g}",
+                f"{amount:.10g}",
+                f"{price * amount:.10g}",
+                f"{fee:.10g}",
+                fee_currency,
+                f"{pnl:.10g}",
+                client_id,
+                level,
+            ]
+        )
+        if index % 1000 == 999:
+            await response.write(buffer.getvalue().encode())
+            buffer.seek(0)
+            buffer.truncate()
+    await response.write(buffer.getvalue().encode())
+    await response.write_eof()
+    return response
+
+
+async def export_config(request: web.Request) -> web.Response:
+    view = _config_view(request.app[ENGINE_KEY])
+    document = {"config": view["config"], "secrets": view["secrets"]}
+    return web.Response(
+        text=yaml.safe_dump(document, sort_keys=False),
+        content_type="application/yaml",
+        headers={"Content-Disposition": 'attachment; filename="config.yaml"'},
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    lines = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[dict, float]]):
+        lines.append(f"# HELP quantmesh_engine_{name} {help_text}")
+        lines.append(f"# TYPE quantmesh_engine_{name} {kind}")
+        for labels, value in samples:
+            label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+            lines.append(
+                f"quantmesh_engine_{name}{{{label_text}}} {value}" if label_text else f"quantmesh_engine_{name} {value}"
+            )
+
+    traders = engine.traders
+    per = lambda getter: [({"symbol": t.symbol}, getter(t)) for t in traders]  # noqa: E731
+    metric("up", "gauge", "1 while the trading loop runs.", [({}, 1 if engine.state == "running" else 0)])
+    metric("price", "gauge", "Last price.", per(lambda t: t.price or 0))
+    metric("open_orders", "gauge", "Orders resting on the exchange.", per(lambda t: len(t.open)))
+    metric("fills_total", "counter", "Fills booked.", per(lambda t: t.position.fills))
+    metric("volume_quote_total", "counter", "Traded volume in quote currency.", per(lambda t: t.position.volume))
+    metric("fees_quote_total", "counter", "Fees paid in quote currency.", per(lambda t: t.position.fees))
+    metric("realized_pnl_quote", "gauge", "Realised PnL, fees included.", per(lambda t: t.position.realized_pnl))
+    metric(
+        "unrealized_pnl_quote",
+        "gauge",
+        "Unrealised PnL at the last price.",
+        per(lambda t: t.position.unrealized_pnl(t.price) if t.price else 0),
+    )
+    metric("position_base", "gauge", "Position in base currency.", per(lambda t: t.position.amount))
+    metric("risk_paused", "gauge", "1 while risk control pauses buys.", per(lambda t: 0 if t.view.state == "ok" else 1))
+    metric(
+        "risk_triggers_total",
+        "counter",
+        "Risk control triggers.",
+        [({"rule": rule}, engine.counters[rule]) for rule in ("rapid_decline", "stop_loss", "daily_loss_limit")],
+    )
+    metric(
+        "last_heartbeat_timestamp_seconds",
+        "gauge",
+        "Time of the last trading-loop tick.",
+        [({}, engine.last_tick_at or 0)],
+    )
+    return web.Response(
+        text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-store"}
+    )
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">{refresh}<title>{title} · QuantMesh engine</title>
+<style>body{{font-family:system-ui,sans-serif;margin:0;color:#111827;background:#f9fafb}}
+header{{background:#0f172a;color:#e5e7eb;padding:12px 20px}} header a{{color:#93c5fd;margin-left:16px}}
+main{{max-width:1000px;margin:0 auto;padding:20px}} .card{{background:#fff;border:1px solid #e5e7eb;border-radius:8px;
+padding:16px;margin-bottom:16px}} table{{width:100%;border-collapse:collapse}} td,th{{text-align:left;padding:4px 8px;
+border-bottom:1px solid #e5e7eb}} .error{{color:#b91c1c}} .ok{{color:#047857}} label{{display:block;margin-top:10px}}
+input,select{{padding:6px;width:100%;max-width:380px}} button{{margin-top:14px;padding:8px 16px;background:#1d4ed8;
+color:#fff;border:0;border-radius:6px}}</style></head>
+<body><header><strong>QuantMesh engine</strong> {instance}
+<a href="/">Status</a><a href="/config">Configuration</a></header>
+<main>{body}</main></body></html>"""
+
+
+def _page(engine: Engine, title: str, body: str, refresh: bool = False) -> web.Response:
+    instance = html.escape(engine.platform.instance_id if engine.platform else "local")
+    text = PAGE.format(
+        title=html.escape(title),
+        body=body,
+        instance=instance,
+        refresh='<meta http-equiv="refresh" content="5">' if refresh else "",
+    )
+    return web.Response(text=text, content_type="text/html")
+
+
+async def page_status(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    status = status_payload(engine)
+    e = html.escape
+    state_class = "ok" if status["healthy"] else "error"
+    parts = [f'<div class="card"><h1>Status: <span class="{state_class}">{e(status["state"])}</span></h1>']
+    if status["error"]:
+        parts.append(f'<p class="error">{e(status["error"])}</p><p><a href="/config">Fix the configuration</a></p>')
+    parts.append(f"<p>Exchange: {e(str(status['exchange']))} · last tick: {e(str(status['last_tick_at']))}</p></div>")
+    for s in status["symbols"]:
+        parts.append(
+            f'<div class="card"><h2>{e(s["symbol"])}</h2><table>'
+            f"<tr><th>Price</th><td>{s['price']}</td><th>Position</th><td>{s['position']:.8g}</td></tr>"
+            f"<tr><th>Realised PnL</th><td>{s['realized_pnl']:.4f}</td><th>Unrealised PnL</th>"
+            f"<td>{s['unrealized_pnl']:.4f}</td></tr>"
+            f"<tr><th>Fees</th><td>{s['fees']:.4f}</td><th>Risk</th><td>{e(s['risk_state'])}</td></tr></table>"
+        )
+        trader = next(t for t in engine.traders if t.symbol == s["symbol"])
+        rows = "".join(
+            f"<tr><td>{o.side}</td><td>{o.level}</td><td>{o.price:.8g}</td><td>{o.amount:.8g}</td></tr>"
+            for o in trader.open_orders()
+        )
+        parts.append(
+            f"<h3>Open orders (grid levels)</h3><table><tr><th>Side</th><th>Level</th><th>Price</th>"
+            f"<th>Amount</th></tr>{rows}</table>"
+        )
+        fills = "".join(
+            f"<tr><td>{iso(ts)}</td><td>{side}</td><td>{price:.8g}</td><td>{amount:.8g}</td><td>{pnl:.4f}</td></tr>"
+            for ts, _sym, side, price, amount, _f, _fc, pnl, _c, _l in engine.store.fills(
+                symbol=s["symbol"], limit=20, newest_first=True
+            )
+        )
+        parts.append(
+            f"<h3>Recent trades</h3><table><tr><th>Time (UTC)</th><th>Side</th><th>Price</th><th>Amount</th>"
+            f"<th>PnL</th></tr>{fills}</table></div>"
+        )
+    return _page(engine, "Status", "".join(parts), refresh=True)
+
+
+def _config_form(engine: Engine, config: dict, secrets: dict, errors: list[str]) -> str:
+    e = html.escape
+    grid, risk, exchange = config.get("grid", {}), config.get("risk", {}), config.get("exchange", {})
+
+    def field(name: str, label: str, value, kind: str = "text") -> str:
+        value = "" if value is None else value
+        return (
+            f'<label for="{name}">{e(label)}</label>'
+            f'<input id="{name}" name="{name}" type="{kind}" value="{e(str(value))}" autocomplete="off">'
+        )
+
+    problems = "".join(f"<li>{e(p)}</li>" for p in errors)
+    pairs = engine.max_trading_pairs
+    return (
+        (f'<div class="card error"><ul>{problems}</ul></div>' if problems else "")
+        + '<form method="post" class="card"><h1>Configuration</h1>'
+        + field("exchange", "Exchange (paper, binance, okx, bybit, …)", exchange.get("name", "paper"))
+        + '<label><input type="checkbox" name="testnet" value="1"'
+        + (" checked" if exchange.get("testnet") else "")
+        + "> Testnet / sandbox</label>"
+        + field("api_key", "API key", secrets.get("api_key", ""))
+        + field("secret", "API secret", secrets.get("secret", ""), "password")
+        + field("passphrase", "Passphrase (OKX, KuCoin, Bitget)", secrets.get("passphrase", ""), "password")
+        + field(
+            "symbols",
+            f"Symbols, comma separated{f' (your plan: at most {pairs})' if pairs else ''}",
+            ",".join(config.get("symbols", [])),
+        )
+        + field("price_interval", "Grid price interval", grid.get("price_interval"))
+        + field("order_quote_size", "Order size (quote currency)", grid.get("order_quote_size"))
+        + field("buy_window", "Buy window (levels)", grid.get("buy_window"))
+        + field("sell_window", "Sell window (levels)", grid.get("sell_window"))
+        + field("max_layers", "Maximum grid layers", grid.get("max_layers"))
+        + field("stop_loss_pct", "Stop-loss % (empty: off)", risk.get("stop_loss_pct"))
+        + field("daily_loss_limit", "Daily loss limit (empty: off)", risk.get("daily_loss_limit"))
+        + field("max_position_quote", "Maximum position value (empty: off)", risk.get("max_position_quote"))
+        + '<button type="submit">Save and restart</button></form>'
+    )
+
+
+async def page_config(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    view = _config_view(engine)
+    return _page(engine, "Configuration", _config_form(engine, view["config"], view["secrets"], view["errors"]))
+
+
+def _number(raw: str):
+    raw = raw.strip()
+    if raw == "":
+        return None
+    try:
+        return int(raw) if raw.lstrip("-").isdigit() else float(raw)
+    except ValueError:
+        return raw  # the validator names the field
+
+
+async def page_config_post(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    form = await request.post()
+    current = _config_view(engine)["config"]
+    config = {
+        **current,
+        "exchange": {"name": form.get("exchange", "paper").strip(), "testnet": form.get("testnet") == "1"},
+        "symbols": [s.strip() for s in form.get("symbols", "").split(",") if s.strip()],
+        "grid": {
+            **current.get("grid", {}),
+            **{
+                k: _number(form.get(k, ""))
+                for k in ("price_interval", "order_quote_size", "buy_window", "sell_window", "max_layers")
+            },
+        },
+        "risk": {
+            **current.get("risk", {}),
+            **{k: _number(form.get(k, "")) for k in ("stop_loss_pct", "daily_loss_limit", "max_position_quote")},
+        },
+    }
+    config["grid"] = {k: v for k, v in config["grid"].items() if v is not None}
+    secrets = {name: form.get(name, "") for name in FIELDS}
+    errors = await apply_config(engine, config, secrets)
+    if errors:
+        masked = {name: (mask(v) if v else "") for name, v in secrets.items()}
+        return _page(engine, "Configuration", _config_form(engine, config, masked, errors))
+    raise web.HTTPSeeOther("/")
+
+
+def build_app(engine: Engine) -> web.Application:
+    app = web.Application(middlewares=[proxy_secret_required], client_max_size=256 * 1024)
+    app[ENGINE_KEY] = engine
+    app.router.add_get("/", page_status)
+    app.router.add_get("/config", page_config)
+    app.router.add_post("/config", page_config_post)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/status", api_status)
+    app.router.add_get("/api/config", api_config_get)
+    app.router.add_put("/api/config", api_config_put)
+    app.router.add_post("/api/restart", api_restart)
+    app.router.add_get("/api/export/trades", export_trades)
+    app.router.add_get("/api/export/config", export_config)
+    return app

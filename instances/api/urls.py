@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("instances", views.InstanceListApi.as_view(), name="instances-list"),
+    path("instances/create", views.InstanceCreateApi.as_view(), name="instances-create"),
+    path("instances/<str:instance_id>", views.InstanceDetailApi.as_view(), name="instances-detail"),
+    path("instances/<str:instance_id>/stop", views.InstanceStopApi.as_view(), name="instances-stop"),
+    path("instances/<str:instance_id>/start", views.InstanceStartApi.as_view(), name="instances-start"),
+    path("instances/<str:instance_id>/restart", views.InstanceRestartApi.as_view(), name="instances-restart"),
+    path("instances/<str:instance_id>/logs", views.InstanceLogsApi.as_view(), name="instances-logs"),
+    path("instances/<str:instance_id>/metrics", views.InstanceMetricsApi.as_view(), name="instances-metrics"),
+]

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from instances import selectors, services
+from instances.models import Instance
+from quantmesh.api.errors import ApiError
+
+from .serializers import (
+    InstanceCreateInputSerializer,
+    InstanceOutputSerializer,
+    LogsOutputSerializer,
+    LogsQuerySerializer,
+    MetricsOutputSerializer,
+)
+
+WAIT_PARAMETER = OpenApiParameter(
+    "wait", int, description="1 (default): answer once the change is done (bounded); 0: answer at once."
+)
+
+
+def _get_instance(request, instance_id: str) -> Instance:
+    instance = selectors.instance_get(owner=request.user, instance_id=instance_id)
+    if instance is None:
+        raise ApiError(code="not_found", message=f"No instance {instance_id}.", status_code=404)
+    return instance
+
+
+def _wait_param(request) -> bool:
+    wait = request.query_params.get("wait", "1")
+    if wait not in {"0", "1"}:
+        raise ApiError(code="invalid_request", message="wait: must be 0 or 1.", details={"wait": ["0 or 1"]})
+    return wait == "1"
+
+
+def _answer(instance: Instance, *, wait: bool, status_code: int = status.HTTP_200_OK) -> Response:
+    """The instance as it is now; with wait, once a worker has carried the change out (bounded)."""
+    instance.refresh_from_db()
+    deadline = time.monotonic() + (settings.QM_CREATE_WAIT_SECONDS if wait else 0)
+    while not instance.settled and time.monotonic() < deadline:
+        time.sleep(0.1)
+        instance.refresh_from_db()
+    return Response(InstanceOutputSerializer(instance).data, status=status_code)
+
+
+class InstanceCreateApi(APIView):
+    @extend_schema(
+        request=InstanceCreateInputSerializer,
+        responses={201: InstanceOutputSerializer},
+        parameters=[
+            WAIT_PARAMETER,
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, description="Makes retries safe."),
+        ],
+        operation_id="instances_create",
+    )
+    def post(self, request):
+        data = InstanceCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key") or None
+        if key is not None and len(key) > 128:
+            raise ApiError(code="invalid_request", message="Idempotency-Key: at most 128 characters.")
+        wait = _wait_param(request)
+        instance = services.instance_create(
+            owner=request.user, plan_code=data.validated_data["plan"], idempotency_key=key
+        )
+        return _answer(instance, wait=wait, status_code=status.HTTP_201_CREATED)
+
+
+class InstanceListApi(APIView):
+    @extend_schema(responses=InstanceOutputSerializer(many=True), operation_id="instances_list")
+    def get(self, request):
+        return Response(InstanceOutputSerializer(selectors.instance_list(owner=request.user), many=True).data)
+
+
+class InstanceDetailApi(APIView):
+    @extend_schema(responses=InstanceOutputSerializer, operation_id="instances_retrieve")
+    def get(self, request, instance_id: str):
+        return Response(InstanceOutputSerializer(_get_instance(request, instance_id)).data)
+
+    @extend_schema(parameters=[WAIT_PARAMETER], responses=InstanceOutputSerializer, operation_id="instances_delete")
+    def delete(self, request, instance_id: str):
+        wait = _wait_param(request)
+        instance = services.instance_delete(instance=_get_instance(request, instance_id), actor=request.user)
+        return _answer(instance, wait=wait)
+
+
+def _action_view(action, operation_id: str):
+    class InstanceActionApi(APIView):
+        @extend_schema(
+            request=None, parameters=[WAIT_PARAMETER], responses=InstanceOutputSerializer, operation_id=operation_id
+        )
+        def post(self, request, instance_id: str):
+            wait = _wait_param(request)
+            instance = action(instance=_get_instance(request, instance_id), actor=request.user)
+            return _answer(instance, wait=wait)
+
+    InstanceActionApi.__name__ = f"Instance{operation_id.split('_')[-1].title()}Api"
+    return InstanceActionApi
+
+
+InstanceStopApi = _action_view(services.instance_stop, "instances_stop")
+InstanceStartApi = _action_view(services.instance_start, "instances_start")
+InstanceRestartApi = _action_view(services.instance_restart, "instances_restart")
+
+
+class InstanceLogsApi(APIView):
+    @extend_schema(parameters=[LogsQuerySerializer], responses=LogsOutputSerializer, operation_id="instances_logs")
+    def get(self, request, instance_id: str):
+        query = LogsQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        instance = _get_instance(request, instance_id)
+        lines = selectors.instance_logs(instance=instance, lines=query.validated_data["lines"])
+        return Response(LogsOutputSerializer({"instance_id": instance.instance_id, "lines": lines}).data)
+
+
+class InstanceMetricsApi(APIView):
+    @extend_schema(responses=MetricsOutputSerializer, operation_id="instances_metrics")
+    def get(self, request, instance_id: str):
+        metrics = selectors.instance_metrics(instance=_get_instance(request, instance_id))
+        return Response(MetricsOutputSerializer(metrics).data)

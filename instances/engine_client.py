@@ -1,0 +1,47 @@
+"""The portal's calls to an instance's engine over HTTP, carrying its proxy secret."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from quantmesh.crypto import decrypt
+
+from .models import Instance
+
+PROXY_SECRET_HEADER = "X-QuantMesh-Proxy-Secret"  # noqa: S105 (a header name)
+
+
+@dataclass(frozen=True)
+class EngineReply:
+    status: int
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def engine_request(instance: Instance, path: str, *, backend, timeout: float = 2.0) -> EngineReply | None:
+    """GET `path` on the instance's engine; None when it does not answer at all."""
+    host, port = backend.endpoint(instance.instance_id)
+    request = urllib.request.Request(  # noqa: S310 (the engine's own loopback/internal address)
+        f"http://{host}:{port}{path}",
+        headers={PROXY_SECRET_HEADER: decrypt(instance.proxy_secret_encrypted)},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return EngineReply(response.status, response.read())
+    except urllib.error.HTTPError as error:
+        return EngineReply(error.code, error.read())
+    except (OSError, ValueError):
+        return None
+
+
+def probe(instance: Instance, *, backend) -> bool | None:
+    """The engine's health: True/False when it answers /healthz, None when it does not answer."""
+    reply = engine_request(instance, "/healthz", backend=backend, timeout=1.0)
+    if reply is None:
+        return None
+    return reply.status == 200

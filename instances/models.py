@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Instance(models.Model):
+    """One customer instance: the database holds what it should be (desired_state) and what the
+    runtime last reported (status); reconcile closes the gap."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROVISIONING = "provisioning", "Provisioning"
+        RUNNING = "running", "Running"
+        STOPPED = "stopped", "Stopped"
+        RESTARTING = "restarting", "Restarting"
+        DELETING = "deleting", "Deleting"
+        DELETED = "deleted", "Deleted"
+        FAILED = "failed", "Failed"
+
+    class Desired(models.TextChoices):
+        RUNNING = "running", "Running"
+        STOPPED = "stopped", "Stopped"
+        DELETED = "deleted", "Deleted"
+
+    instance_id = models.CharField(max_length=40, unique=True)
+    slug = models.CharField(max_length=6, unique=True, help_text="The 6 characters in the id and the URL.")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="instances")
+    plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="instances")
+    desired_state = models.CharField(max_length=16, choices=Desired.choices, default=Desired.RUNNING)
+    # pending: accepted but waiting (e.g. for payment); provisioning: queued or being brought up.
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROVISIONING, db_index=True)
+    healthy = models.BooleanField(null=True, help_text="The engine's own health check; null while unknown.")
+    image = models.CharField(max_length=200)
+    engine_version = models.CharField(max_length=40, blank=True)
+    # Fernet-encrypted secret the proxy sends to the engine (X-QuantMesh-Proxy-Secret).
+    proxy_secret_encrypted = models.TextField()
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    restart_count = models.PositiveIntegerField(default=0, help_text="Restarts by reconcile after crashes.")
+    next_restart_at = models.DateTimeField(null=True, blank=True, help_text="Back-off: no automatic restart before.")
+    last_exit_code = models.IntegerField(null=True, blank=True)
+    last_failure_reason = models.CharField(max_length=200, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    data_retained_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="instance_unique_idempotency_key_per_owner",
+            )
+        ]
+        indexes = [models.Index(fields=["owner", "status"])]
+
+    def __str__(self) -> str:
+        return self.instance_id
+
+    @property
+    def url(self) -> str:
+        return settings.QM_INSTANCE_URL_TEMPLATE.format(slug=self.slug, domain=settings.QM_BASE_DOMAIN)
+
+    @property
+    def settled(self) -> bool:
+        """Whether the runtime has caught up with the desired state (or given up: failed)."""
+        wanted = {
+            self.Desired.RUNNING: {self.Status.RUNNING, self.Status.FAILED},
+            self.Desired.STOPPED: {self.Status.STOPPED, self.Status.FAILED},
+            self.Desired.DELETED: {self.Status.DELETED},
+        }[self.desired_state]
+        return self.status in wanted
+
+
+class InstanceEvent(models.Model):
+    """Audit row for every change of an instance, by a person or by the platform (actor null)."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    kind = models.CharField(max_length=40)
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["instance", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id} {self.kind} {self.from_status}→{self.to_status}"

@@ -1,0 +1,142 @@
+"""The embedded default's instance router: requests for instance-<slug>.<domain> go to that
+instance's engine, everything else to Django. (In production Traefik routes, asking
+`forward_auth` below, and sends instance-*/__quantmesh/* to the portal; engines are never
+published.)
+
+The proxy streams in both directions, strips the customer's credentials, and adds the
+engine's per-instance secret, so the engine trusts only requests that came through here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+from asgiref.sync import sync_to_async
+from django.http import HttpResponse, JsonResponse
+
+from . import access
+from .engine_client import PROXY_SECRET_HEADER
+from .runtime import get_backend
+
+# Paths on an instance host that the portal itself answers (the console's ticket hand-over).
+PORTAL_PREFIX = "/__quantmesh/"
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+}
+# Never forwarded to the engine: the customer's portal credentials.
+STRIPPED_REQUEST = HOP_BY_HOP | {"authorization", "cookie", PROXY_SECRET_HEADER.lower()}
+
+
+def _header(scope, name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+async def _send_simple(send, status: int, body: bytes, content_type: bytes, extra: list | None = None):
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _not_found(send):
+    body = json.dumps({"error": {"code": "not_found", "message": "No such instance.", "details": {}}}).encode()
+    await _send_simple(send, 404, body, b"application/json")
+
+
+class InstanceRouter:
+    def __init__(self, django_app):
+        self.django_app = django_app
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __call__(self, scope, receive, send):
+        slug = access.slug_from_host(_header(scope, b"host")) if scope["type"] == "http" else None
+        if slug is None:
+            return await self.django_app(scope, receive, send)
+        if scope["path"].startswith(PORTAL_PREFIX):
+            return await self.django_app(scope, receive, send)
+        grant = await sync_to_async(access.authorize)(
+            slug=slug, authorization=_header(scope, b"authorization"), cookie_header=_header(scope, b"cookie")
+        )
+        if grant is None:
+            return await _not_found(send)
+        await self._forward(scope, receive, send, grant)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=300), auto_decompress=False
+            )
+        return self._session
+
+    async def _forward(self, scope, receive, send, grant: access.InstanceAccess):
+        host, port = await sync_to_async(get_backend().endpoint)(grant.instance.instance_id)
+        query = scope.get("query_string", b"").decode("latin-1")
+        url = f"http://{host}:{port}{scope['path']}" + (f"?{query}" if query else "")
+        headers = {
+            key.decode("latin-1"): value.decode("latin-1")
+            for key, value in scope["headers"]
+            if key.decode("latin-1").lower() not in STRIPPED_REQUEST
+        }
+        headers[PROXY_SECRET_HEADER] = grant.proxy_secret
+        headers["X-Forwarded-Proto"] = scope.get("scheme", "http")
+
+        async def body():
+            more = True
+            while more:
+                message = await receive()
+                more = message.get("more_body", False)
+                if message.get("body"):
+                    yield message["body"]
+
+        try:
+            async with self._client().request(
+                scope["method"], url, headers=headers, data=body(), allow_redirects=False
+            ) as upstream:
+                response_headers = [
+                    (k.encode("latin-1"), v.encode("latin-1"))
+                    for k, v in upstream.headers.items()
+                    if k.lower() not in HOP_BY_HOP
+                ]
+                await send({"type": "http.response.start", "status": upstream.status, "headers": response_headers})
+                async for chunk in upstream.content.iter_chunked(64 * 1024):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+        except aiohttp.ClientError:
+            body = json.dumps(
+                {
+                    "error": {
+                        "code": "instance_unavailable",
+                        "message": "The instance is not answering; check that it is running.",
+                        "details": {},
+                    }
+                }
+            ).encode()
+            await _send_simple(send, 502, body, b"application/json")
+
+
+def forward_auth(request):
+    """Traefik forwardAuth: 200 when the caller owns the instance, else 404. It never returns the
+    engine secret (a client could read it); Traefik's per-instance route adds that header itself."""
+    slug = access.slug_from_host(request.headers.get("X-Forwarded-Host", ""))
+    grant = slug and access.authorize(
+        slug=slug,
+        authorization=request.headers.get("Authorization", ""),
+        cookie_header=request.headers.get("Cookie", ""),
+    )
+    if not grant:
+        return JsonResponse({"error": {"code": "not_found", "message": "No such instance.", "details": {}}}, status=404)
+    response = HttpResponse(status=200)
+    response["X-QuantMesh-Instance"] = grant.instance.instance_id
+    return response

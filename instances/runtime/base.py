@@ -1,0 +1,107 @@
+"""The one small interface every runtime backend implements (process, docker)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """Everything a backend needs to run one instance."""
+
+    instance_id: str
+    owner_id: int
+    image: str
+    cpu_limit: float
+    memory_limit_mb: int
+    pids_limit: int
+    # Files written into the instance's data directory before it starts (platform.yaml): never env vars.
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+class RuntimeState(StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    EXITED = "exited"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class RuntimeStatus:
+    instance_id: str
+    state: RuntimeState
+    exit_code: int | None = None
+    oom_killed: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # The runtime's own health check of the engine (docker HEALTHCHECK); None when it has none.
+    healthy: bool | None = None
+    # Why it cannot run, in words (e.g. the image is missing).
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class RuntimeStats:
+    cpu_usage: float  # fraction of the CPU limit
+    memory_usage: float  # fraction of the memory limit
+    memory_bytes: int
+    cpu_limit: float
+    memory_limit_mb: int
+    started_at: datetime | None
+
+
+class BackendError(Exception):
+    """A backend operation that cannot be carried out; the message is for people."""
+
+
+class RuntimeBackend(ABC):
+    name: str
+
+    @abstractmethod
+    def create(self, spec: InstanceSpec) -> None:
+        """Create the instance's runtime unit (not started). Idempotent: an existing one is reused
+        and only its files are rewritten."""
+
+    @abstractmethod
+    def start(self, instance_id: str) -> None: ...
+
+    @abstractmethod
+    def stop(self, instance_id: str, timeout: int) -> None:
+        """Graceful stop (SIGTERM, then SIGKILL after `timeout` seconds). Stopping a stopped one is a no-op."""
+
+    @abstractmethod
+    def restart(self, instance_id: str) -> None: ...
+
+    @abstractmethod
+    def remove(self, instance_id: str, keep_data: bool = True) -> None:
+        """Remove the runtime unit; the data stays unless keep_data is False. Missing is a no-op."""
+
+    @abstractmethod
+    def status(self, instance_id: str) -> RuntimeStatus: ...
+
+    @abstractmethod
+    def list_all(self) -> dict[str, RuntimeStatus]:
+        """Every instance this backend runs, in one listing (reconcile's only call)."""
+
+    @abstractmethod
+    def logs(self, instance_id: str, tail: int) -> list[str]: ...
+
+    @abstractmethod
+    def follow_logs(self, instance_id: str, since: datetime | None = None) -> Iterator[str]:
+        """New log lines as they are written, from `since` (default: now), until the engine stops."""
+
+    @abstractmethod
+    def stats(self, instance_id: str) -> RuntimeStats: ...
+
+    @abstractmethod
+    def update_limits(self, instance_id: str, cpu_limit: float, memory_limit_mb: int) -> None:
+        """Change CPU and memory limits in place, without a restart where the backend can."""
+
+    @abstractmethod
+    def endpoint(self, instance_id: str) -> tuple[str, int]:
+        """Where the portal reaches the engine's HTTP port."""

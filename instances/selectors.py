@@ -1,0 +1,60 @@
+"""Read queries of instances."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from .models import Instance
+
+
+def instance_list(*, owner) -> QuerySet[Instance]:
+    return Instance.objects.filter(owner=owner).exclude(status=Instance.Status.DELETED).select_related("plan")
+
+
+def instance_get(*, owner, instance_id: str) -> Instance | None:
+    """The owner's instance; another tenant's (or a deleted) instance is simply not found."""
+    return instance_list(owner=owner).filter(instance_id=instance_id).first()
+
+
+def instance_logs(*, instance: Instance, lines: int) -> list[str]:
+    from .runtime import get_backend
+
+    return get_backend().logs(instance.instance_id, tail=lines)
+
+
+def instance_metrics(*, instance: Instance) -> dict:
+    """Usage as fractions of the plan's limits, from the container's own cgroup; last_active is the
+    engine's heartbeat (its last trading-loop tick)."""
+    from datetime import datetime
+
+    from django.utils import timezone
+
+    from quantmesh.api.errors import ApiError
+
+    from . import engine_client
+    from .runtime import get_backend
+    from .runtime.base import RuntimeState
+
+    backend = get_backend()
+    if backend.status(instance.instance_id).state != RuntimeState.RUNNING:
+        raise ApiError(
+            code="instance_not_running",
+            message=f"The instance is {instance.status}: start it to see live metrics.",
+            status_code=409,
+        )
+    stats = backend.stats(instance.instance_id)
+    last_active = None
+    reply = engine_client.engine_request(instance, "/api/status", backend=backend)
+    if reply is not None and reply.status == 200:
+        tick = reply.json().get("last_tick_at")
+        last_active = datetime.fromisoformat(tick.replace("Z", "+00:00")) if tick else None
+    uptime = int((timezone.now() - stats.started_at).total_seconds()) if stats.started_at else 0
+    return {
+        "instance_id": instance.instance_id,
+        "cpu_usage": round(stats.cpu_usage, 4),
+        "memory_usage": round(stats.memory_usage, 4),
+        "cpu_limit": stats.cpu_limit,
+        "memory_limit": stats.memory_limit_mb,
+        "uptime": max(0, uptime),
+        "last_active": last_active,
+    }

@@ -1,0 +1,330 @@
+"""Every state change of an instance.
+
+The API (and the console, admin and tasks) only call these. Requests change the desired
+state and hand the real work to `instance_converge`, which runs in a Celery task after the
+request's transaction commits and drives the runtime towards the desired state.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import yaml
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing.selectors import entitlements_for, plan_get
+from quantmesh.api.errors import ApiError
+from quantmesh.crypto import decrypt, encrypt
+
+from . import engine_client
+from .events import instance_event_record
+from .models import Instance
+from .runtime import get_backend
+from .runtime.base import InstanceSpec, RuntimeState, RuntimeStatus
+
+logger = logging.getLogger(__name__)
+S = Instance.Status
+D = Instance.Desired
+SLUG_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def _new_slug() -> str:
+    return "".join(secrets.choice(SLUG_ALPHABET) for _ in range(6))
+
+
+def _enqueue_converge(instance: Instance) -> None:
+    from .tasks import converge
+
+    instance_id = instance.instance_id
+    transaction.on_commit(lambda: converge.delay(instance_id))
+
+
+def _set_status(instance: Instance, status: str, *, kind: str, actor=None, **detail) -> None:
+    """Change the observed status, stamp the times, audit it. Caller saves and holds the transaction."""
+    previous = instance.status
+    now = timezone.now()
+    instance.status = status
+    instance.status_changed_at = now
+    if status == S.RUNNING:
+        instance.started_at = now
+    elif status == S.STOPPED:
+        instance.stopped_at = now
+    elif status == S.DELETED:
+        instance.deleted_at = now
+    instance_event_record(instance=instance, kind=kind, actor=actor, from_status=previous, **detail)
+
+
+# --- requests (API, console, admin) ----------------------------------------------------------
+
+
+def instance_create(*, owner, plan_code: str, idempotency_key: str | None = None) -> Instance:
+    """Create an instance of `plan_code` for `owner` and start provisioning it.
+
+    A retried request with the same idempotency key returns the instance the first one made.
+    """
+    if idempotency_key:
+        existing = Instance.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+    plan = plan_get(code=plan_code)
+    if plan is None:
+        raise ApiError(
+            code="unknown_plan",
+            message=f'plan: "{plan_code}" is not a plan; choose personal, professional or enterprise.',
+            details={"plan": [f'"{plan_code}" is not a valid choice.']},
+        )
+    rights = entitlements_for(owner)
+    if rights.plan is None:
+        raise ApiError(
+            code="no_subscription",
+            message="You have no active plan: subscribe to a plan before creating instances.",
+            status_code=403,
+        )
+    if not rights.allows_plan(plan):
+        raise ApiError(
+            code="plan_not_allowed",
+            message=f"Your {rights.plan.name} plan cannot create {plan.name} instances: upgrade first.",
+            status_code=403,
+            details={"your_plan": rights.plan.code, "requested_plan": plan.code},
+        )
+    try:
+        with transaction.atomic():
+            # Serialise creates per owner so two concurrent requests cannot both pass the limit.
+            type(owner).objects.select_for_update().filter(pk=owner.pk).first()
+            live = Instance.objects.filter(owner=owner).exclude(status=S.DELETED).count()
+            if rights.max_instances is not None and live >= rights.max_instances:
+                raise ApiError(
+                    code="instance_limit_reached",
+                    message=f"Your {rights.plan.name} plan allows {rights.max_instances} instance(s) "
+                    f"and you have {live}: delete one or upgrade.",
+                    status_code=403,
+                    details={"limit": rights.max_instances, "current": live},
+                )
+            slug = _new_slug()
+            while Instance.objects.filter(slug=slug).exists():
+                slug = _new_slug()
+            instance = Instance.objects.create(
+                instance_id=f"qm-{slug}-{int(time.time())}",
+                slug=slug,
+                owner=owner,
+                plan=plan,
+                desired_state=D.RUNNING,
+                status=S.PROVISIONING,
+                image=settings.QM_ENGINE_IMAGE,
+                proxy_secret_encrypted=encrypt(secrets.token_urlsafe(32)),
+                idempotency_key=idempotency_key or None,
+            )
+            instance_event_record(instance=instance, kind="created", actor=owner, plan=plan.code)
+            _enqueue_converge(instance)
+    except IntegrityError:
+        # The same idempotency key raced us: the other request's instance is the answer.
+        if idempotency_key:
+            return Instance.objects.get(owner=owner, idempotency_key=idempotency_key)
+        raise
+    return instance
+
+
+def _locked(instance: Instance) -> Instance:
+    return Instance.objects.select_for_update().get(pk=instance.pk)
+
+
+def instance_stop(*, instance: Instance, actor=None) -> Instance:
+    """Stop gracefully; stopping a stopped instance changes nothing and answers its state."""
+    with transaction.atomic():
+        instance = _locked(instance)
+        if instance.desired_state == D.STOPPED or instance.status in (S.STOPPED, S.DELETING, S.DELETED):
+            return instance
+        instance.desired_state = D.STOPPED
+        instance.save(update_fields=["desired_state"])
+        instance_event_record(instance=instance, kind="stop_requested", actor=actor, from_status=instance.status)
+        _enqueue_converge(instance)
+    return instance
+
+
+def instance_start(*, instance: Instance, actor=None) -> Instance:
+    with transaction.atomic():
+        instance = _locked(instance)
+        if instance.status in (S.DELETING, S.DELETED):
+            raise ApiError(code="instance_deleted", message="This instance is being deleted.", status_code=409)
+        if instance.desired_state == D.RUNNING and instance.status != S.FAILED:
+            return instance
+        instance.desired_state = D.RUNNING
+        instance.restart_count = 0
+        instance.next_restart_at = None
+        _set_status(instance, S.PROVISIONING, kind="start_requested", actor=actor)
+        instance.save()
+        _enqueue_converge(instance)
+    return instance
+
+
+def instance_restart(*, instance: Instance, actor=None) -> Instance:
+    with transaction.atomic():
+        instance = _locked(instance)
+        if instance.status in (S.DELETING, S.DELETED):
+            raise ApiError(code="instance_deleted", message="This instance is being deleted.", status_code=409)
+        instance.desired_state = D.RUNNING
+        instance.restart_count = 0
+        instance.next_restart_at = None
+        _set_status(instance, S.RESTARTING, kind="restart_requested", actor=actor)
+        instance.save()
+        _enqueue_converge(instance)
+    return instance
+
+
+def instance_delete(*, instance: Instance, actor=None) -> Instance:
+    """Stop gracefully and remove the container; the data volume is kept for the retention period."""
+    with transaction.atomic():
+        instance = _locked(instance)
+        if instance.desired_state == D.DELETED:
+            return instance
+        instance.desired_state = D.DELETED
+        instance.data_retained_until = timezone.now() + timedelta(days=settings.QM_DATA_RETENTION_DAYS)
+        _set_status(instance, S.DELETING, kind="delete_requested", actor=actor)
+        instance.save()
+        _enqueue_converge(instance)
+    return instance
+
+
+# --- the worker side ---------------------------------------------------------------------------
+
+
+def instance_spec(instance: Instance) -> InstanceSpec:
+    plan = instance.plan
+    platform = {
+        "instance_id": instance.instance_id,
+        "owner": instance.owner_id,
+        "max_trading_pairs": plan.max_trading_pairs,
+        "proxy_secret": decrypt(instance.proxy_secret_encrypted),
+    }
+    return InstanceSpec(
+        instance_id=instance.instance_id,
+        owner_id=instance.owner_id,
+        image=instance.image,
+        cpu_limit=float(plan.cpu_limit),
+        memory_limit_mb=plan.memory_limit_mb,
+        pids_limit=plan.pids_limit,
+        files={"platform.yaml": yaml.safe_dump(platform).encode()},
+    )
+
+
+@dataclass
+class _ConvergeLock:
+    """One converge per instance at a time, across workers (cache lock with a timeout)."""
+
+    instance_id: str
+    timeout: float
+
+    def __enter__(self):
+        key = f"instance-converge:{self.instance_id}"
+        deadline = time.monotonic() + self.timeout
+        while not cache.add(key, 1, timeout=int(self.timeout) + 60):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"converge of {self.instance_id} is busy")
+            time.sleep(0.1)
+        self.key = key
+        return self
+
+    def __exit__(self, *exc):
+        cache.delete(self.key)
+
+
+def _save(instance: Instance, status: str | None = None, *, kind: str = "", **detail) -> None:
+    with transaction.atomic():
+        current = _locked(instance)
+        # Keep what a request changed meanwhile (desired state); the runtime facts are ours.
+        instance.desired_state = current.desired_state
+        if status is not None and status != current.status:
+            instance.status = current.status
+            _set_status(instance, status, kind=kind, **detail)
+        instance.save()
+
+
+def failure_reason(status: RuntimeStatus) -> str:
+    if status.error:
+        return status.error
+    if status.oom_killed:
+        return "OOM-killed: the engine used more memory than the plan allows"
+    if status.exit_code is not None:
+        return f"exited with code {status.exit_code}"
+    return "stopped unexpectedly"
+
+
+def _wait_up(instance: Instance, backend) -> tuple[bool | None, str | None]:
+    """Wait until the engine answers /healthz: (healthy, None), or (None, why it never came up).
+
+    An engine that answers but is unhealthy (say, a config error) is up: its customer must reach
+    its page to fix the config, so it counts as running, marked unhealthy.
+    """
+    deadline = time.monotonic() + settings.QM_PROVISION_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        observed = backend.status(instance.instance_id)
+        if observed.state not in (RuntimeState.RUNNING, RuntimeState.CREATED, RuntimeState.RESTARTING):
+            return None, failure_reason(observed)
+        if observed.state == RuntimeState.RUNNING:
+            healthy = engine_client.probe(instance, backend=backend)
+            if healthy is not None:
+                return healthy, None
+        time.sleep(0.05)
+    return None, f"the engine did not answer within {settings.QM_PROVISION_TIMEOUT_SECONDS:.0f} s"
+
+
+def instance_converge(*, instance_id: str) -> Instance | None:
+    """Drive one instance to its desired state. Idempotent: safe to run twice or after a crash."""
+    with _ConvergeLock(instance_id, timeout=settings.QM_PROVISION_TIMEOUT_SECONDS + 30):
+        for _ in range(3):  # a request may change the desired state while we work; follow it
+            instance = Instance.objects.select_related("plan").filter(instance_id=instance_id).first()
+            if instance is None or instance.status == S.DELETED:
+                return instance
+            desired = instance.desired_state
+            _converge_once(instance)
+            instance.refresh_from_db()
+            if instance.desired_state == desired:
+                return instance
+        return instance
+
+
+def _converge_once(instance: Instance) -> None:
+    backend = get_backend()
+    observed = backend.status(instance.instance_id)
+    if instance.desired_state == D.DELETED:
+        if observed.state != RuntimeState.MISSING:
+            backend.stop(instance.instance_id, timeout=settings.QM_STOP_TIMEOUT_SECONDS)
+            backend.remove(instance.instance_id, keep_data=True)
+        instance.healthy = None
+        _save(instance, S.DELETED, kind="deleted")
+        return
+    if instance.desired_state == D.STOPPED:
+        if observed.state in (RuntimeState.RUNNING, RuntimeState.RESTARTING):
+            backend.stop(instance.instance_id, timeout=settings.QM_STOP_TIMEOUT_SECONDS)
+        instance.healthy = None
+        _save(instance, S.STOPPED, kind="stopped")
+        return
+    # Desired: running.
+    if instance.status == S.FAILED:
+        return  # a crash loop waits for the customer to start it again
+    if observed.state == RuntimeState.MISSING:
+        backend.create(instance_spec(instance))
+        backend.start(instance.instance_id)
+    elif instance.status == S.RESTARTING and observed.state == RuntimeState.RUNNING:
+        backend.restart(instance.instance_id)
+    elif observed.state != RuntimeState.RUNNING:
+        backend.start(instance.instance_id)
+    healthy, problem = _wait_up(instance, backend)
+    if problem is None:
+        instance.healthy = healthy
+        _save(instance, S.RUNNING, kind="running")
+        return
+    final = backend.status(instance.instance_id)
+    instance.healthy = False
+    instance.last_exit_code = final.exit_code
+    instance.last_failure_reason = problem
+    instance.last_failure_at = timezone.now()
+    _save(instance, S.FAILED, kind="failed", reason=problem)

@@ -1,0 +1,19 @@
+"""Thin Celery tasks: load an id, call a service. Idempotent and safe to retry."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from . import reconcile as reconcile_module
+from . import services
+
+
+@shared_task(acks_late=True, autoretry_for=(TimeoutError,), retry_backoff=2, max_retries=5)
+def converge(instance_id: str) -> str | None:
+    instance = services.instance_converge(instance_id=instance_id)
+    return instance.status if instance else None
+
+
+@shared_task
+def reconcile() -> dict:
+    return reconcile_module.reconcile_pass().as_dict()

@@ -1,0 +1,34 @@
+"""The embedded default's Celery beat: run the beat schedule's tasks in this process.
+
+With a broker (REDIS_URL) the real `celery beat` does this; without one, tasks run in process
+anyway, so this loop calls them on the same schedule.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from celery import current_app
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Run the periodic jobs of CELERY_BEAT_SCHEDULE in process (embedded default, no broker)."
+
+    def handle(self, *args, **options):
+        schedule = {name: entry for name, entry in settings.CELERY_BEAT_SCHEDULE.items()}
+        due = dict.fromkeys(schedule, 0.0)
+        self.stdout.write(f"periodic jobs: {', '.join(schedule)}")
+        while True:
+            now = time.monotonic()
+            for name, entry in schedule.items():
+                if now >= due[name]:
+                    due[name] = now + float(entry["schedule"])
+                    try:
+                        current_app.tasks[entry["task"]].apply()
+                    except Exception:  # one failed pass must not stop the next ones
+                        logger.exception("periodic job %s failed", name)
+            time.sleep(max(0.1, min(due.values()) - time.monotonic()))

@@ -1,0 +1,73 @@
+"""Instances run for real: the engine as a subprocess (the `process` backend) by default, or
+containers on a real Docker engine when QM_TEST_RUNTIME=docker."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.services import api_token_create
+from instances.runtime import get_backend
+
+RUNTIME = os.environ.get("QM_TEST_RUNTIME", "process")
+
+
+@pytest.fixture
+def runtime(settings, tmp_path):
+    """The runtime backend the portal uses in this test; every instance it made is removed after."""
+    settings.QM_RUNTIME_BACKEND = RUNTIME
+    settings.QM_PROCESS_ROOT = tmp_path / "instances"
+    settings.QM_PROVISION_TIMEOUT_SECONDS = 30
+    settings.QM_STOP_TIMEOUT_SECONDS = 5
+    get_backend.cache_clear()
+    backend = get_backend()
+    yield backend
+    for instance_id in backend.list_all():
+        backend.remove(instance_id, keep_data=False)
+    get_backend.cache_clear()
+
+
+@pytest.fixture
+def customer(user, subscribe):
+    subscribe(user, "professional")
+    return user
+
+
+@pytest.fixture
+def customer_client(customer, runtime) -> APIClient:
+    _, raw = api_token_create(user=customer)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+@pytest.fixture
+def create_instance(customer_client):
+    def _create(plan: str = "professional", **query):
+        suffix = "?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else ""
+        response = customer_client.post(f"/api/saas/instances/create{suffix}", {"plan": plan}, format="json")
+        assert response.status_code == 201, response.content
+        return response.json()
+
+    return _create
+
+
+def kill_engine(backend, instance_id: str) -> None:
+    """Kill the engine the way a crash would (SIGKILL), on whichever backend runs it."""
+    import json
+    import signal
+    import time
+    from pathlib import Path
+
+    if backend.name == "docker":
+        backend.client.containers.get(backend.container_name(instance_id)).kill()
+    else:
+        state = json.loads((backend.root / instance_id / "state.json").read_text())
+        supervisor = state["pid"]
+        children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+        os.kill(int(children[0]), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while backend.status(instance_id).state.value == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)

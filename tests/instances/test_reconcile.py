@@ -1,0 +1,126 @@
+"""Reconcile on a real runtime: crashed engines restart with back-off and a recorded reason,
+crash loops end in failed, orphans go, drift is repaired, a stuck provision converges."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from instances.models import Instance, InstanceEvent
+from instances.reconcile import reconcile_pass
+from instances.runtime.base import InstanceSpec
+
+from .conftest import kill_engine
+
+# serialized_rollback keeps the plan catalogue that the migrations loaded.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def test_crashed_engine_is_restarted_and_the_reason_recorded(create_instance, runtime, settings):
+    settings.QM_RESTART_BACKOFF_SECONDS = 0
+    instance_id = create_instance()["instance_id"]
+    kill_engine(runtime, instance_id)
+
+    report = reconcile_pass()
+    assert report.crashed == 1
+    instance = Instance.objects.get(instance_id=instance_id)
+    assert instance.status in ("restarting", "running")
+    assert (
+        instance.last_exit_code == 137 or "137" in instance.last_failure_reason or "-9" in instance.last_failure_reason
+    )
+    assert InstanceEvent.objects.filter(instance=instance, kind="crashed").exists()
+
+    reconcile_pass()  # the back-off has passed: converge brings it back
+    instance.refresh_from_db()
+    assert instance.status == "running"
+    assert instance.restart_count == 1
+    assert runtime.status(instance_id).state.value == "running"
+
+
+def test_crash_loop_ends_in_failed(create_instance, runtime, settings):
+    settings.QM_RESTART_BACKOFF_SECONDS = 0
+    settings.QM_CRASH_LOOP_RESTARTS = 2
+    instance_id = create_instance()["instance_id"]
+    for _ in range(3):
+        kill_engine(runtime, instance_id)
+        reconcile_pass()  # records the crash
+        reconcile_pass()  # restarts (or, the third time, has declared the loop)
+    instance = Instance.objects.get(instance_id=instance_id)
+    assert instance.status == "failed"
+    assert instance.last_failure_reason.startswith("crash loop")
+    assert InstanceEvent.objects.filter(instance=instance, kind="crash_loop").count() == 1
+
+
+def test_orphan_is_removed(runtime, db):
+    runtime.create(
+        InstanceSpec(
+            instance_id="qm-orphan-1700000000",
+            owner_id=999,
+            image=runtime_image(runtime),
+            cpu_limit=1.0,
+            memory_limit_mb=512,
+            pids_limit=128,
+            files={},
+        )
+    )
+    assert "qm-orphan-1700000000" in runtime.list_all()
+    report = reconcile_pass()
+    assert report.orphans_removed == 1
+    assert "qm-orphan-1700000000" not in runtime.list_all()
+
+
+def test_stopped_instance_started_behind_our_back_is_stopped_again(create_instance, customer_client, runtime):
+    instance_id = create_instance()["instance_id"]
+    customer_client.post(f"/api/saas/instances/{instance_id}/stop")
+    runtime.start(instance_id)
+    report = reconcile_pass()
+    assert report.converges == 1
+    assert runtime.status(instance_id).state.value != "running"
+    assert Instance.objects.get(instance_id=instance_id).status == "stopped"
+
+
+def test_stuck_provisioning_converges(create_instance, runtime, settings):
+    """A worker that died mid-provision leaves the row provisioning and no engine: reconcile finishes the job."""
+    instance_id = create_instance()["instance_id"]
+    runtime.remove(instance_id, keep_data=True)
+    Instance.objects.filter(instance_id=instance_id).update(
+        status="provisioning", status_changed_at=timezone.now() - timedelta(hours=1)
+    )
+    reconcile_pass()
+    assert Instance.objects.get(instance_id=instance_id).status == "running"
+    assert runtime.status(instance_id).state.value == "running"
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_queries_per_pass_do_not_grow_with_instances(count, customer, runtime, settings):
+    """Every row 'running' with no engine behind it: all crash in one pass, still a fixed number of queries."""
+    settings.QM_RESTART_BACKOFF_SECONDS = 3600
+    plan = customer.subscription.plan
+    Instance.objects.bulk_create(
+        [
+            Instance(
+                instance_id=f"qm-q{n:05d}-1700000000",
+                slug=f"q{n:05d}",
+                owner=customer,
+                plan=plan,
+                status="running",
+                image="x",
+                proxy_secret_encrypted="x",
+            )
+            for n in range(count)
+        ]
+    )
+    with CaptureQueriesContext(connection) as queries:
+        report = reconcile_pass()
+    assert report.crashed == count
+    assert len(queries) <= 6, [q["sql"][:80] for q in queries]
+
+
+def runtime_image(runtime) -> str:
+    from django.conf import settings
+
+    return settings.QM_ENGINE_IMAGE
