@@ -28,7 +28,7 @@ from . import engine_client
 from .events import instance_event_record
 from .models import Instance
 from .runtime import get_backend
-from .runtime.base import InstanceSpec, RuntimeState, RuntimeStatus
+from .runtime.base import BackendError, InstanceSpec, RuntimeState, RuntimeStatus
 
 logger = logging.getLogger(__name__)
 S = Instance.Status
@@ -310,14 +310,18 @@ def _converge_once(instance: Instance) -> None:
     # Desired: running.
     if instance.status == S.FAILED:
         return  # a crash loop waits for the customer to start it again
-    if observed.state == RuntimeState.MISSING:
-        backend.create(instance_spec(instance))
-        backend.start(instance.instance_id)
-    elif instance.status == S.RESTARTING and observed.state == RuntimeState.RUNNING:
-        backend.restart(instance.instance_id)
-    elif observed.state != RuntimeState.RUNNING:
-        backend.start(instance.instance_id)
-    healthy, problem = _wait_up(instance, backend)
+    try:
+        if observed.state == RuntimeState.MISSING:
+            backend.create(instance_spec(instance))
+            backend.start(instance.instance_id)
+        elif instance.status == S.RESTARTING and observed.state == RuntimeState.RUNNING:
+            backend.restart(instance.instance_id)
+        elif observed.state != RuntimeState.RUNNING:
+            backend.start(instance.instance_id)
+    except BackendError as error:  # e.g. the image is missing: no retry will fix that by itself
+        healthy, problem = None, str(error)
+    else:
+        healthy, problem = _wait_up(instance, backend)
     if problem is None:
         instance.healthy = healthy
         _save(instance, S.RUNNING, kind="running")

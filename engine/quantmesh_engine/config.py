@@ -12,26 +12,24 @@ from typing import Any
 
 import yaml
 
-# The manual's exchanges by the names customers use, mapped to ccxt ids.
-EXCHANGE_ALIASES = {
-    "binance": "binance",
-    "okx": "okx",
-    "okex": "okx",
-    "bybit": "bybit",
-    "bitget": "bitget",
-    "gate.io": "gateio",
-    "gateio": "gateio",
-    "gate": "gate",
-    "huobi": "huobi",
-    "htx": "htx",
-    "kucoin": "kucoin",
-    "kraken": "kraken",
-    "bitfinex": "bitfinex",
-    "mexc": "mexc",
-    "bingx": "bingx",
-    "deribit": "deribit",
-    "bitmex": "bitmex",
-}
+# Names customers use that ccxt spells differently (Gate.io is `gate`, Huobi is `htx`).
+# ccxt is pinned to a release that still ships BitMEX.
+EXCHANGE_ALIASES = {"gate.io": "gate", "gateio": "gate", "huobi": "htx", "okex": "okx"}
+MANUAL_EXCHANGES = (
+    "Binance",
+    "OKX",
+    "Bybit",
+    "Bitget",
+    "Gate.io",
+    "Huobi",
+    "KuCoin",
+    "Kraken",
+    "Bitfinex",
+    "MEXC",
+    "BingX",
+    "Deribit",
+    "BitMEX",
+)
 PAPER = "paper"
 
 

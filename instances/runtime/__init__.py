@@ -18,5 +18,5 @@ def get_backend() -> RuntimeBackend:
     if settings.QM_RUNTIME_BACKEND == "docker":
         from .docker import DockerBackend
 
-        return DockerBackend(image_network=settings.QM_DOCKER_NETWORK)
+        return DockerBackend(network=settings.QM_DOCKER_NETWORK)
     raise ValueError(f"QM_RUNTIME_BACKEND={settings.QM_RUNTIME_BACKEND!r}: use 'process' or 'docker'")

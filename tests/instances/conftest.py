@@ -1,5 +1,4 @@
-"""Instances run for real: the engine as a subprocess (the `process` backend) by default, or
-containers on a real Docker engine when QM_TEST_RUNTIME=docker."""
+"""Instances run for real, on the `process` backend and on a real Docker engine."""
 
 from __future__ import annotations
 
@@ -10,14 +9,19 @@ from rest_framework.test import APIClient
 
 from accounts.services import api_token_create
 from instances.runtime import get_backend
+from instances.runtime.docker import docker_available
 
-RUNTIME = os.environ.get("QM_TEST_RUNTIME", "process")
+from ..conftest import require_service
 
 
-@pytest.fixture
-def runtime(settings, tmp_path):
-    """The runtime backend the portal uses in this test; every instance it made is removed after."""
-    settings.QM_RUNTIME_BACKEND = RUNTIME
+@pytest.fixture(params=["process", "docker"])
+def runtime(request, settings, tmp_path):
+    """Each instance test runs on both backends: the engine as a subprocess, and containers on the
+    real Docker engine (with the engine image built by engine/build-image.sh). Everything a test
+    made is removed after it."""
+    if request.param == "docker":
+        require_service(docker_available(), "no Docker engine answers (deploy/scripts/docker-up.sh starts one)")
+    settings.QM_RUNTIME_BACKEND = request.param
     settings.QM_PROCESS_ROOT = tmp_path / "instances"
     settings.QM_PROVISION_TIMEOUT_SECONDS = 30
     settings.QM_STOP_TIMEOUT_SECONDS = 5

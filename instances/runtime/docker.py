@@ -1,0 +1,288 @@
+"""The `docker` backend (production): one container per instance from the engine image.
+
+Containers are found by their `quantmesh.instance` label, never by name. Each gets the plan's
+limits (nano_cpus, memory = memory+swap, pids), init, a non-root user, a read-only root, the
+restart policy on-failure, rotated json-file logs and a named volume at /data, into which the
+platform file is copied (never env vars, which `docker inspect` would show).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from .base import BackendError, InstanceSpec, RuntimeBackend, RuntimeState, RuntimeStats, RuntimeStatus
+
+LABEL = "quantmesh.instance"
+ENGINE_UID = 10001
+SECRET_FILES = {"platform.yaml", "secrets.yaml"}
+ENGINE_PORT = 8080
+STATES = {
+    "created": RuntimeState.CREATED,
+    "running": RuntimeState.RUNNING,
+    "restarting": RuntimeState.RESTARTING,
+    "paused": RuntimeState.RUNNING,
+    "exited": RuntimeState.EXITED,
+    "dead": RuntimeState.EXITED,
+    "removing": RuntimeState.EXITED,
+}
+
+
+def docker_available() -> bool:
+    try:
+        docker.from_env(timeout=5).ping()
+        return True
+    except (DockerException, OSError):
+        return False
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value or value.startswith("0001-"):
+        return None
+    # Docker gives nanoseconds; Python's parser takes microseconds.
+    head, _, rest = value.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{(rest + '000000')[:6]}+00:00")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class DockerBackend(RuntimeBackend):
+    name = "docker"
+
+    def __init__(self, *, network: str = "host", client=None, restart_retries: int = 3):
+        self.client = client or docker.from_env(timeout=30)
+        self.network = network
+        self.restart_retries = restart_retries
+        self._cpu_samples: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def container_name(instance_id: str) -> str:
+        return f"quantmesh-{instance_id}"
+
+    @staticmethod
+    def volume_name(instance_id: str) -> str:
+        return f"qm-data-{instance_id}"
+
+    def _find(self, instance_id: str):
+        found = self.client.containers.list(all=True, filters={"label": f"{LABEL}={instance_id}"})
+        return found[0] if found else None
+
+    def _get(self, instance_id: str):
+        container = self._find(instance_id)
+        if container is None:
+            raise BackendError(f"{instance_id} has no container")
+        return container
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def create(self, spec: InstanceSpec) -> None:
+        container = self._find(spec.instance_id)
+        if container is None:
+            container = self._create_container(spec)
+        self._put_files(container, spec.files)
+
+    def _create_container(self, spec: InstanceSpec):
+        host_network = self.network == "host"
+        port = _free_port() if host_network else ENGINE_PORT
+        self.client.volumes.create(self.volume_name(spec.instance_id), labels={LABEL: spec.instance_id})
+        memory = f"{spec.memory_limit_mb}m"
+        try:
+            return self.client.containers.create(
+                spec.image,
+                command=[
+                    "--data-dir",
+                    "/data",
+                    "--host",
+                    "127.0.0.1" if host_network else "0.0.0.0",  # noqa: S104
+                    "--port",
+                    str(port),
+                ],
+                name=self.container_name(spec.instance_id),
+                labels={LABEL: spec.instance_id, "quantmesh.owner": str(spec.owner_id), "quantmesh.port": str(port)},
+                nano_cpus=int(spec.cpu_limit * 1e9),
+                mem_limit=memory,
+                memswap_limit=memory,
+                pids_limit=spec.pids_limit,
+                init=True,
+                user=f"{ENGINE_UID}:{ENGINE_UID}",
+                read_only=True,
+                tmpfs={"/tmp": "size=16m"},  # noqa: S108 (the container's own tmpfs)
+                security_opt=["no-new-privileges"],
+                cap_drop=["ALL"],
+                restart_policy={"Name": "on-failure", "MaximumRetryCount": self.restart_retries},
+                log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+                network_mode=self.network,
+                volumes={self.volume_name(spec.instance_id): {"bind": "/data", "mode": "rw"}},
+                stop_signal="SIGTERM",
+            )
+        except ImageNotFound:
+            raise BackendError(f"image missing: {spec.image} is not on this Docker host") from None
+        except APIError as error:
+            if error.status_code == 409:  # a concurrent create won the name: use that container
+                return self._get(spec.instance_id)
+            raise BackendError(f"docker refused to create the container: {error.explanation}") from None
+
+    @staticmethod
+    def _put_files(container, files: dict[str, bytes]) -> None:
+        if not files:
+            return
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for name, content in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(content)
+                info.mode = 0o600 if name in SECRET_FILES else 0o644
+                info.uid = info.gid = ENGINE_UID
+                info.mtime = int(time.time())
+                archive.addfile(info, io.BytesIO(content))
+        container.put_archive("/data", buffer.getvalue())
+
+    def start(self, instance_id: str) -> None:
+        self._get(instance_id).start()
+
+    def stop(self, instance_id: str, timeout: int) -> None:
+        container = self._find(instance_id)
+        if container is not None and container.status in ("running", "restarting", "paused"):
+            container.stop(timeout=timeout)
+
+    def restart(self, instance_id: str) -> None:
+        self._get(instance_id).restart(timeout=10)
+
+    def remove(self, instance_id: str, keep_data: bool = True) -> None:
+        container = self._find(instance_id)
+        if container is not None:
+            container.remove(force=True)
+        if not keep_data:
+            with contextlib.suppress(NotFound):
+                self.client.volumes.get(self.volume_name(instance_id)).remove(force=True)
+        self._cpu_samples.pop(instance_id, None)
+
+    # --- observation ----------------------------------------------------------------------
+
+    def status(self, instance_id: str) -> RuntimeStatus:
+        container = self._find(instance_id)
+        if container is None:
+            return RuntimeStatus(instance_id, RuntimeState.MISSING)
+        state = container.attrs["State"]
+        health = (state.get("Health") or {}).get("Status")
+        return RuntimeStatus(
+            instance_id=instance_id,
+            state=STATES.get(state["Status"], RuntimeState.EXITED),
+            exit_code=state.get("ExitCode") if state["Status"] in ("exited", "dead") else None,
+            oom_killed=bool(state.get("OOMKilled")),
+            started_at=_time(state.get("StartedAt")),
+            finished_at=_time(state.get("FinishedAt")),
+            healthy=None if health in (None, "starting") else health == "healthy",
+            error=state.get("Error", ""),
+        )
+
+    def list_all(self) -> dict[str, RuntimeStatus]:
+        """One listing call; the summaries carry state, health and the exit code in `Status`."""
+        containers = self.client.containers.list(all=True, filters={"label": LABEL}, sparse=True)
+        return {c.attrs["Labels"][LABEL]: self._summary_status(c.attrs) for c in containers}
+
+    @staticmethod
+    def _summary_status(summary: dict) -> RuntimeStatus:
+        text = summary.get("Status", "")  # e.g. "Up 5 minutes (healthy)", "Exited (137) 3 seconds ago"
+        exit_code = None
+        if text.startswith("Exited (") and ")" in text:
+            exit_code = int(text[len("Exited (") : text.index(")")])
+        healthy = True if "(healthy)" in text else False if "(unhealthy)" in text else None
+        return RuntimeStatus(
+            instance_id=summary["Labels"][LABEL],
+            state=STATES.get(summary.get("State", ""), RuntimeState.EXITED),
+            exit_code=exit_code,
+            healthy=healthy,
+        )
+
+    def logs(self, instance_id: str, tail: int) -> list[str]:
+        container = self._find(instance_id)
+        if container is None:
+            return []
+        return container.logs(tail=tail).decode("utf-8", "replace").splitlines()
+
+    def follow_logs(self, instance_id: str, since: datetime | None = None) -> Iterator[str]:
+        container = self._get(instance_id)
+        pending = b""
+        for chunk in container.logs(stream=True, follow=True, since=since or datetime.now().astimezone()):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.decode("utf-8", "replace")
+        if pending:
+            yield pending.decode("utf-8", "replace")
+
+    def stats(self, instance_id: str) -> RuntimeStats:
+        container = self._get(instance_id)
+        if container.status != "running":
+            raise BackendError(f"{instance_id} is not running")
+        raw = container.stats(stream=False, one_shot=True)
+        host = container.attrs["HostConfig"]
+        cpu_limit = (host.get("NanoCpus") or 0) / 1e9 or float(os.cpu_count() or 1)
+        memory_limit = host.get("Memory") or raw["memory_stats"].get("limit") or 1
+        memory_stats = raw.get("memory_stats", {})
+        details = memory_stats.get("stats", {})
+        # What the kernel could reclaim at once is not the engine's memory (as `docker stats` shows).
+        memory = max(0, memory_stats.get("usage", 0) - details.get("inactive_file", details.get("cache", 0)))
+        started = _time(container.attrs["State"].get("StartedAt"))
+        return RuntimeStats(
+            cpu_usage=self._cpu_fraction(instance_id, raw["cpu_stats"]["cpu_usage"]["total_usage"], started, cpu_limit),
+            memory_usage=memory / memory_limit,
+            memory_bytes=memory,
+            cpu_limit=cpu_limit,
+            memory_limit_mb=int(memory_limit // (1024 * 1024)),
+            started_at=started,
+        )
+
+    def _cpu_fraction(self, instance_id: str, total_ns: int, started: datetime | None, cpu_limit: float) -> float:
+        """CPU use since the previous sample (or since the start), as a fraction of the limit."""
+        now = time.time()
+        with self._lock:
+            previous = self._cpu_samples.get(instance_id)
+            self._cpu_samples[instance_id] = (now, total_ns)
+        if previous and previous[1] <= total_ns and now - previous[0] < 300:
+            elapsed, used = now - previous[0], total_ns - previous[1]
+        else:
+            elapsed, used = (now - started.timestamp()) if started else 0, total_ns
+        if elapsed <= 0:
+            return 0.0
+        return max(0.0, min(1.0, used / 1e9 / elapsed / cpu_limit))
+
+    def update_limits(self, instance_id: str, cpu_limit: float, memory_limit_mb: int) -> None:
+        memory = memory_limit_mb * 1024 * 1024
+        container = self._get(instance_id)
+        current = container.attrs["HostConfig"].get("Memory") or 0
+        # Docker checks memory <= memory+swap after each step: when growing, raise swap first.
+        steps = (
+            [{"MemorySwap": memory}, {"Memory": memory}]
+            if memory >= current
+            else [{"Memory": memory}, {"MemorySwap": memory}]
+        )
+        steps[-1]["NanoCpus"] = int(cpu_limit * 1e9)
+        api = self.client.api
+        for body in steps:
+            # The SDK's update() knows no NanoCpus, and CPU quota/period conflict with it: use the API.
+            response = api._post_json(api._url("/containers/{0}/update", container.id), data=body)
+            api._raise_for_status(response)
+
+    def endpoint(self, instance_id: str) -> tuple[str, int]:
+        container = self._get(instance_id)
+        if self.network == "host":
+            return "127.0.0.1", int(container.labels["quantmesh.port"])
+        address = container.attrs["NetworkSettings"]["Networks"][self.network]["IPAddress"]
+        return address, ENGINE_PORT
