@@ -1,6 +1,7 @@
 """Instances through the API on a real daphne portal:
 - create → running (the POST answers once the engine is up), p50/p95 over 20 creates, per backend;
 - GET /api/saas/instances for a user with 50 instances, 50 concurrent clients, beside /healthz."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """POST /api/auth/login and an authenticated GET /api/auth/me through daphne, 50 concurrent clients,
 beside a bare Django view (/healthz) on the same server as the floor."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """A bounded closed-loop load generator on loopback: N concurrent clients for a fixed time."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """A real portal for benchmarks: a fresh database, migrated, served by daphne on a loopback port."""
+
 from __future__ import annotations
 
 import contextlib

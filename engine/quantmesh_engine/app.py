@@ -16,7 +16,6 @@ from pathlib import Path
 from . import __version__
 from .config import ConfigError, EngineConfig, load_config
 from .exchanges.base import AuthError, Exchange, ExchangeError
-from .exchanges.live import LiveExchange
 from .exchanges.paper import PaperExchange
 from .logs import event
 from .platform import Platform, load_platform
@@ -115,6 +114,9 @@ class Engine:
                 csv_path=self.data_dir / paper.prices_csv if paper.prices_csv else None,
             )
             return exchange
+        # ccxt is large (tens of MB resident): only live trading loads it.
+        from .exchanges.live import LiveExchange
+
         secrets = self.secrets()
         if not secrets.present:
             raise AuthError(f"no API key for {config.exchange.name}: enter the key and secret on the config page")
