@@ -1,73 +1,10 @@
-"""Engine test helpers: scripted markets, a trader on the paper exchange, a running HTTP engine."""
-
+"""Fixtures for the engine's tests (helpers live in engine_testkit.py). This folder is not a
+package, so its module names cannot clash with the portal's `tests` package."""
 from __future__ import annotations
 
-import asyncio
-from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
-from quantmesh_engine.config import parse_config
-from quantmesh_engine.exchanges.paper import PaperExchange
-from quantmesh_engine.store import Store
-from quantmesh_engine.trader import Trader
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def scripted_trader(
-    tmp_path: Path,
-    prices: list[float],
-    config: dict | None = None,
-    *,
-    fee_rate: float = 0.0,
-    initial_quote: float = 100_000.0,
-    store: Store | None = None,
-):
-    """A trader on a paper exchange that replays `prices`, one per step."""
-    csv_path = tmp_path / "prices.csv"
-    csv_path.write_text("price\n" + "\n".join(str(p) for p in prices) + "\n")
-    cfg = parse_config(
-        {
-            "grid": {"price_interval": 10, "order_quote_size": 100, "buy_window": 3, "sell_window": 3, "max_layers": 5},
-            "risk": {"rapid_decline": {"enabled": False}},
-            **(config or {}),
-        }
-    )
-    exchange = PaperExchange(
-        seed=1,
-        start_price=prices[0],
-        volatility=0,
-        tick_seconds=1,
-        fee_rate=fee_rate,
-        initial_quote=initial_quote,
-        initial_base=0,
-        csv_path=csv_path,
-    )
-    store = store or Store(tmp_path / "engine.db")
-    trader = Trader(symbol="BTC/USDT", config=cfg, exchange=exchange, store=store, counters=Counter())
-    asyncio.run(exchange.connect(["BTC/USDT"]))
-    return trader, exchange, store
-
-
-def run_steps(trader: Trader, count: int) -> None:
-    async def go():
-        await trader.start()
-        for _ in range(count):
-            await trader.step()
-
-    asyncio.run(go())
-
-
-def write_platform(data_dir: Path, *, secret: str = "proxy-secret-for-tests", max_pairs: int | None = 5) -> str:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "platform.yaml").write_text(
-        yaml.safe_dump(
-            {"instance_id": "qm-test01-1700000000", "owner": 1, "max_trading_pairs": max_pairs, "proxy_secret": secret}
-        )
-    )
-    return secret
 
 
 @pytest.fixture

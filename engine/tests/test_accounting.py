@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from engine_testkit import run_steps, scripted_trader
 from quantmesh_engine.exchanges.base import Fill
 from quantmesh_engine.store import Position
-
-from .conftest import run_steps, scripted_trader
 
 
 def test_round_trip_with_fees_by_hand(tmp_path):

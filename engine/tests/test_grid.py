@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from .conftest import run_steps, scripted_trader
+from engine_testkit import run_steps, scripted_trader
 
 
 def levels(trader, side):

@@ -12,10 +12,9 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp.test_utils import TestServer
+from engine_testkit import write_platform
 from quantmesh_engine.app import Engine
 from quantmesh_engine.web import PROXY_SECRET_HEADER, build_app
-
-from .conftest import write_platform
 
 FAST_PAPER = {
     "paper": {"tick_seconds": 0.01, "volatility": 0.003, "seed": 7},

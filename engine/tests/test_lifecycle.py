@@ -14,13 +14,12 @@ import urllib.request
 
 import yaml
 from aiohttp import web
+from engine_testkit import FIXTURES, write_platform
 from quantmesh_engine.app import Engine
 from quantmesh_engine.exchanges.base import AuthError
 from quantmesh_engine.exchanges.live import LiveExchange
 from quantmesh_engine.secrets import ExchangeSecrets, save_secrets
 from quantmesh_engine.store import Store
-
-from .conftest import FIXTURES, write_platform
 
 
 def free_port() -> int:

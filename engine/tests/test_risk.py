@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-
-from .conftest import run_steps, scripted_trader
+from engine_testkit import run_steps, scripted_trader
 
 GRID = {"price_interval": 10, "order_quote_size": 100, "buy_window": 3, "sell_window": 3, "max_layers": 5}
 

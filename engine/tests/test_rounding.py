@@ -8,10 +8,9 @@ import json
 
 import ccxt.async_support as ccxt_async
 import pytest
+from engine_testkit import FIXTURES
 from quantmesh_engine.exchanges.live import LiveExchange
 from quantmesh_engine.secrets import ExchangeSecrets
-
-from .conftest import FIXTURES
 
 MARKETS = json.loads((FIXTURES / "markets.json").read_text())
 
