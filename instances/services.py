@@ -11,12 +11,10 @@ import logging
 import secrets
 import string
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 
 import yaml
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -26,6 +24,7 @@ from quantmesh.crypto import decrypt, encrypt
 
 from . import engine_client
 from .events import instance_event_record
+from .locks import converge_lock
 from .models import Instance
 from .runtime import get_backend
 from .runtime.base import BackendError, InstanceSpec, RuntimeState, RuntimeStatus
@@ -215,27 +214,6 @@ def instance_spec(instance: Instance) -> InstanceSpec:
     )
 
 
-@dataclass
-class _ConvergeLock:
-    """One converge per instance at a time, across workers (cache lock with a timeout)."""
-
-    instance_id: str
-    timeout: float
-
-    def __enter__(self):
-        key = f"instance-converge:{self.instance_id}"
-        deadline = time.monotonic() + self.timeout
-        while not cache.add(key, 1, timeout=int(self.timeout) + 60):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"converge of {self.instance_id} is busy")
-            time.sleep(0.1)
-        self.key = key
-        return self
-
-    def __exit__(self, *exc):
-        cache.delete(self.key)
-
-
 def _save(instance: Instance, status: str | None = None, *, kind: str = "", **detail) -> None:
     with transaction.atomic():
         current = _locked(instance)
@@ -278,7 +256,7 @@ def _wait_up(instance: Instance, backend) -> tuple[bool | None, str | None]:
 
 def instance_converge(*, instance_id: str) -> Instance | None:
     """Drive one instance to its desired state. Idempotent: safe to run twice or after a crash."""
-    with _ConvergeLock(instance_id, timeout=settings.QM_PROVISION_TIMEOUT_SECONDS + 30):
+    with converge_lock(instance_id, timeout=settings.QM_PROVISION_TIMEOUT_SECONDS + 30):
         for _ in range(3):  # a request may change the desired state while we work; follow it
             instance = Instance.objects.select_related("plan").filter(instance_id=instance_id).first()
             if instance is None or instance.status == S.DELETED:

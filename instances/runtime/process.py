@@ -95,23 +95,36 @@ class ProcessBackend(RuntimeBackend):
     def _live_pid(self, instance_id: str, state: dict | None) -> int | None:
         """The supervisor's pid if it is alive and really ours (pids are reused)."""
         pid = (state or {}).get("pid")
-        if not pid:
-            return None
+        return pid if pid and self._is_our_supervisor(pid, instance_id) else None
+
+    def _is_our_supervisor(self, pid: int, instance_id: str) -> bool:
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
-            return None
+            return False
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return None
-        marker = str(self._dir(instance_id) / "exit.json").encode()
-        return pid if marker in cmdline else None
+            return False
+        return str(self._dir(instance_id) / "exit.json").encode() in cmdline
+
+    def _stray_supervisor(self, instance_id: str) -> int | None:
+        """A supervisor for this instance that state.json does not name: its starter died between
+        spawning it and recording the pid. Adopting it keeps a retried start from making a second."""
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and self._is_our_supervisor(int(entry.name), instance_id):
+                return int(entry.name)
+        return None
 
     def start(self, instance_id: str) -> None:
         state = self._state(instance_id)
         if state is None:
             raise BackendError(f"{instance_id} does not exist: create it first")
         if self._live_pid(instance_id, state):
+            return
+        stray = self._stray_supervisor(instance_id)
+        if stray is not None:
+            state.update(pid=stray, started_at=_start_time(stray))
+            self._save_state(instance_id, state)
             return
         directory = self._dir(instance_id)
         (directory / "exit.json").unlink(missing_ok=True)
@@ -293,6 +306,14 @@ class ProcessBackend(RuntimeBackend):
             handle.readline()
             keep = handle.read()
         path.write_bytes(keep)
+
+
+def _start_time(pid: int) -> float:
+    """When a process started (epoch seconds), from /proc."""
+    ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime "))
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _line_time(line: str) -> datetime | None:
