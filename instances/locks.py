@@ -4,6 +4,7 @@ On PostgreSQL a session advisory lock: the database releases it by itself when t
 connection dies, so a worker killed mid-task never leaves an instance locked. The embedded
 default (SQLite, tasks in one process) uses an in-process lock.
 """
+
 from __future__ import annotations
 
 import threading

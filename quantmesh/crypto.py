@@ -1,5 +1,6 @@
 """Encryption of secrets the portal must keep (Fernet). The key is QM_ENCRYPTION_KEY, or one
 derived from SECRET_KEY when unset, so the embedded default needs no extra setting."""
+
 from __future__ import annotations
 
 import base64

@@ -311,8 +311,9 @@ class ProcessBackend(RuntimeBackend):
 def _start_time(pid: int) -> float:
     """When a process started (epoch seconds), from /proc."""
     ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                if line.startswith("btime "))
+    boot = next(
+        float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+    )
     return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 

@@ -212,7 +212,8 @@ QM_ENGINE_IMAGE = env.str("QM_ENGINE_IMAGE", default="quantmesh/engine:latest")
 QM_DOCKER_NETWORK = env.str("QM_DOCKER_NETWORK", default="host")
 QM_PROCESS_ROOT = env.path("QM_PROCESS_ROOT", default=VAR_DIR / "instances")
 QM_INSTANCE_URL_TEMPLATE = env.str(
-    "QM_INSTANCE_URL_TEMPLATE", default="http://instance-{slug}.{domain}:8000" if DEBUG else "https://instance-{slug}.{domain}"
+    "QM_INSTANCE_URL_TEMPLATE",
+    default="http://instance-{slug}.{domain}:8000" if DEBUG else "https://instance-{slug}.{domain}",
 )
 QM_INSTANCE_PORT = 8080  # the engine's port inside its container, as the manual shows
 QM_CREATE_WAIT_SECONDS = env.float("QM_CREATE_WAIT_SECONDS", default=60)  # POST create waits this long for running

@@ -152,3 +152,15 @@ def test_admin_needs_a_verified_device(client, make_user, password, verified_dev
         client.force_login(staff)
         response = client.get("/admin/")
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_password_reset_by_email(client, user):
+    response = client.post("/accounts/password/reset/", {"email": user.email})
+    assert response.status_code == 302
+    link = re.search(r"http://testserver(/accounts/password/reset/key/[^\s]+)", mail.outbox[-1].body).group(1)
+    form = client.get(link, follow=True)
+    action = form.redirect_chain[-1][0] if form.redirect_chain else link
+    done = client.post(action, {"password1": "a-brand-new-passphrase-7", "password2": "a-brand-new-passphrase-7"})
+    assert done.status_code == 302
+    user.refresh_from_db()
+    assert user.check_password("a-brand-new-passphrase-7")

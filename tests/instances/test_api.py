@@ -210,8 +210,18 @@ def test_metrics_of_a_stopped_instance_is_409(create_instance, customer_client):
 def test_list_query_count_does_not_grow(customer, customer_client, count, django_assert_max_num_queries):
     plan = customer.subscription.plan
     Instance.objects.bulk_create(
-        [Instance(instance_id=f"qm-l{n:05d}-1700000000", slug=f"l{n:05d}", owner=customer, plan=plan,
-                  status="running", image="x", proxy_secret_encrypted="x") for n in range(count)]
+        [
+            Instance(
+                instance_id=f"qm-l{n:05d}-1700000000",
+                slug=f"l{n:05d}",
+                owner=customer,
+                plan=plan,
+                status="running",
+                image="x",
+                proxy_secret_encrypted="x",
+            )
+            for n in range(count)
+        ]
     )
     with django_assert_max_num_queries(4):  # token, its last-used stamp, the list with its plans
         body = customer_client.get("/api/saas/instances").json()

@@ -3,6 +3,7 @@
 Runs a real worker process on the Redis broker against the test database (PostgreSQL), so it
 needs both services; with QM_REQUIRE_SERVICES=1 their absence fails the run.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,10 @@ ROOT = settings.BASE_DIR
 
 @pytest.fixture
 def worker_env(runtime, settings):
-    require_service(bool(settings.REDIS_URL) and connection.vendor == "postgresql",
-                    "a real worker needs REDIS_URL and PostgreSQL (the test database is shared with it)")
+    require_service(
+        bool(settings.REDIS_URL) and connection.vendor == "postgresql",
+        "a real worker needs REDIS_URL and PostgreSQL (the test database is shared with it)",
+    )
     db = connection.settings_dict
     env = {
         **os.environ,
@@ -48,9 +51,26 @@ def worker_env(runtime, settings):
 
 def start_worker(env) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "quantmesh", "worker", "--pool", "solo", "--loglevel", "WARNING",
-         "--without-heartbeat", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "quantmesh",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 

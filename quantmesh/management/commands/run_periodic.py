@@ -3,6 +3,7 @@
 With a broker (REDIS_URL) the real `celery beat` does this; without one, tasks run in process
 anyway, so this loop calls them on the same schedule.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,6 +20,7 @@ class Command(BaseCommand):
     help = "Run the periodic jobs of CELERY_BEAT_SCHEDULE in process (embedded default, no broker)."
 
     def handle(self, *args, **options):
+        current_app.loader.import_default_modules()  # register the apps' tasks
         schedule = {name: entry for name, entry in settings.CELERY_BEAT_SCHEDULE.items()}
         due = dict.fromkeys(schedule, 0.0)
         self.stdout.write(f"periodic jobs: {', '.join(schedule)}")

@@ -26,17 +26,13 @@ class Command(BaseCommand):
         commands = {
             "daphne": [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "quantmesh.asgi:application"]
         }
-        if not settings.CELERY_TASK_ALWAYS_EAGER:
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            commands["periodic"] = [sys.executable, "manage.py", "run_periodic"]
+        else:
             celery = [sys.executable, "-m", "celery", "-A", "quantmesh"]
+            schedule = str(settings.VAR_DIR / "celerybeat")
             commands["worker"] = [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"]
-            commands["beat"] = [
-                *celery,
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--schedule",
-                str(settings.VAR_DIR / "celerybeat"),
-            ]
+            commands["beat"] = [*celery, "beat", "--loglevel", "INFO", "--schedule", schedule]
         children = {name: subprocess.Popen(argv) for name, argv in commands.items()}
         self.stdout.write(f"QuantMesh Cloud on http://{host}:{port}/ ({', '.join(children)}); Ctrl-C stops it.")
 

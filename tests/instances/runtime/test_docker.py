@@ -10,14 +10,10 @@ import pytest
 from instances.models import Instance
 from quantmesh.crypto import decrypt
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-@pytest.fixture
-def docker_runtime(runtime):
-    if runtime.name != "docker":
-        pytest.skip("docker backend only")
-    return runtime
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.parametrize("runtime", ["docker"], indirect=True),
+]
 
 
 def _read_file(container, path: str) -> tuple[bytes, tarfile.TarInfo]:
@@ -27,10 +23,10 @@ def _read_file(container, path: str) -> tuple[bytes, tarfile.TarInfo]:
         return archive.extractfile(member).read(), member
 
 
-def test_container_carries_the_plans_limits_and_isolation(docker_runtime, create_instance, customer):
+def test_container_carries_the_plans_limits_and_isolation(runtime, create_instance, customer):
     body = create_instance("professional")
     instance = Instance.objects.get(instance_id=body["instance_id"])
-    container = docker_runtime.client.containers.get(docker_runtime.container_name(instance.instance_id))
+    container = runtime.client.containers.get(runtime.container_name(instance.instance_id))
     host = container.attrs["HostConfig"]
     assert host["NanoCpus"] == 2_000_000_000
     assert host["Memory"] == 2048 * 1024 * 1024
@@ -55,21 +51,21 @@ def test_container_carries_the_plans_limits_and_isolation(docker_runtime, create
     assert member.mode & 0o777 == 0o600 and member.uid == 10001
 
 
-def test_limits_change_live_without_restart(docker_runtime, create_instance):
+def test_limits_change_live_without_restart(runtime, create_instance):
     instance_id = create_instance("personal")["instance_id"]
-    container = docker_runtime.client.containers.get(docker_runtime.container_name(instance_id))
+    container = runtime.client.containers.get(runtime.container_name(instance_id))
     started = container.attrs["State"]["StartedAt"]
-    docker_runtime.update_limits(instance_id, cpu_limit=2.0, memory_limit_mb=2048)
+    runtime.update_limits(instance_id, cpu_limit=2.0, memory_limit_mb=2048)
     container.reload()
     assert container.attrs["HostConfig"]["NanoCpus"] == 2_000_000_000
     assert container.attrs["HostConfig"]["Memory"] == container.attrs["HostConfig"]["MemorySwap"] == 2048 * 1024**2
     assert container.attrs["State"]["StartedAt"] == started
-    docker_runtime.update_limits(instance_id, cpu_limit=1.0, memory_limit_mb=512)
+    runtime.update_limits(instance_id, cpu_limit=1.0, memory_limit_mb=512)
     container.reload()
     assert container.attrs["HostConfig"]["Memory"] == 512 * 1024**2
 
 
-def test_missing_image_fails_with_a_clear_reason(docker_runtime, customer_client, settings):
+def test_missing_image_fails_with_a_clear_reason(runtime, customer_client, settings):
     settings.QM_ENGINE_IMAGE = "quantmesh/engine:no-such-tag"
     response = customer_client.post("/api/saas/instances/create", {"plan": "personal"}, format="json")
     body = response.json()
@@ -77,10 +73,10 @@ def test_missing_image_fails_with_a_clear_reason(docker_runtime, customer_client
     assert "image missing" in body["last_failure_reason"]
 
 
-def test_listing_is_one_call_with_states(docker_runtime, create_instance, customer_client):
+def test_listing_is_one_call_with_states(runtime, create_instance, customer_client):
     first = create_instance("personal")["instance_id"]
     second = create_instance("personal")["instance_id"]
     customer_client.post(f"/api/saas/instances/{second}/stop")
-    listing = docker_runtime.list_all()
+    listing = runtime.list_all()
     assert listing[first].state.value == "running"
     assert listing[second].state.value == "exited"
