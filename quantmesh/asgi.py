@@ -6,8 +6,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quantmesh.settings.base")
 
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from instances.proxy import InstanceRouter  # noqa: E402
+from instances.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter({"http": InstanceRouter(django_asgi_app)})
+application = ProtocolTypeRouter(
+    {
+        "http": InstanceRouter(django_asgi_app),
+        # Session auth for the console; bearer tokens are checked by the consumer itself.
+        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+    }
+)

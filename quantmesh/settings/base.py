@@ -229,6 +229,8 @@ QM_DATA_RETENTION_DAYS = env.int("QM_DATA_RETENTION_DAYS", default=30)
 # Secrets the portal keeps (proxy secrets) are encrypted with this key (Fernet, derived from SECRET_KEY if unset).
 QM_ENCRYPTION_KEY = env.str("QM_ENCRYPTION_KEY", default="")
 
+QM_WS_HEARTBEAT_SECONDS = env.float("QM_WS_HEARTBEAT_SECONDS", default=20)
+
 CELERY_BEAT_SCHEDULE = {
     "instances-reconcile": {"task": "instances.tasks.reconcile", "schedule": QM_RECONCILE_INTERVAL_SECONDS},
 }

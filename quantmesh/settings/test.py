@@ -8,3 +8,8 @@ CELERY_TASK_ALWAYS_EAGER = True
 # django-otp delays retries after a wrong code (1 s, 2 s, 4 s...); tests enter codes back to back.
 OTP_TOTP_THROTTLE_FACTOR = 0
 OTP_STATIC_THROTTLE_FACTOR = 0
+
+# A SQLite test database in a file (not in memory), so a live daphne or worker process started by a
+# test shares it. On PostgreSQL the test database is shared anyway.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}  # noqa: F405

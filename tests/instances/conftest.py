@@ -28,6 +28,8 @@ def runtime(request, settings, tmp_path):
     get_backend.cache_clear()
     backend = get_backend()
     yield backend
+    if os.environ.get("QM_KEEP_TEST_INSTANCES"):
+        return
     for instance_id in backend.list_all():
         backend.remove(instance_id, keep_data=False)
     get_backend.cache_clear()

@@ -1,0 +1,161 @@
+"""WS /api/saas/instances/<id>/logs/stream: the last N lines, then live lines, numbered.
+
+Authentication: `Authorization: Bearer` (wscat -H), the `bearer` subprotocol carrying the token
+(browsers cannot set headers), or the console's session cookie from an allowed Origin. Unknown
+and foreign instances close alike (4404). Messages are JSON:
+  {"type": "logs", "seq": <first line's number>, "lines": [...]}   consecutive numbers per batch
+  {"type": "gap", "from": a, "to": b}    lines a..b are gone (older than the buffer)
+  {"type": "status", "status": ..., "kind": ...}   the instance stopped, restarted, was deleted...
+  {"type": "heartbeat", "at": ...}       every 20 s, so proxies keep idle connections open
+Query: `lines` (1–10000, default 100) for the backlog, or `since=<seq>` to resume after a number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import parse_qs, urlparse
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+from rest_framework.exceptions import AuthenticationFailed
+
+from accounts.authentication import token_authenticate
+from accounts.selectors import user_has_two_factor
+
+from . import logstream, selectors
+from .events import instance_group
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+CLOSE_BAD_REQUEST = 4400
+
+
+def _header(scope, name: bytes) -> str:
+    return next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == name), "")
+
+
+@database_sync_to_async
+def _user_from_token(raw: str):
+    try:
+        return token_authenticate(raw)[0]
+    except AuthenticationFailed:
+        return None
+
+
+@database_sync_to_async
+def _session_user(scope):
+    """The console's logged-in user, if the Origin is ours and the second factor (if any) was passed."""
+    user = scope.get("user")
+    if user is None or not user.is_authenticated:
+        return None
+    origin = urlparse(_header(scope, b"origin"))
+    host = _header(scope, b"host")
+    allowed = {host, *(urlparse(o).netloc for o in settings.CSRF_TRUSTED_ORIGINS)}
+    if not origin.netloc or origin.netloc not in allowed:
+        return None
+    if user_has_two_factor(user) and not scope["session"].get("otp_device_id"):
+        return None
+    return user
+
+
+class LogStreamConsumer(AsyncWebsocketConsumer):
+    async def connect(self):
+        self.instance_id = self.scope["url_route"]["kwargs"]["instance_id"]
+        self.last_seq = 0
+        self.groups_joined: list[str] = []
+        self.heartbeat_task = None
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        subprotocol = None
+        user = None
+        authorization = _header(self.scope, b"authorization")
+        protocols = self.scope.get("subprotocols") or []
+        if authorization.lower().startswith("bearer "):
+            user = await _user_from_token(authorization[7:].strip())
+        elif len(protocols) == 2 and protocols[0] == "bearer":
+            user = await _user_from_token(protocols[1])
+            subprotocol = "bearer"
+        else:
+            user = await _session_user(self.scope)
+        # Accept first, so a refusal reaches the client as a close code it can act on (not an HTTP 403).
+        await self.accept(subprotocol=subprotocol)
+        if user is None:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        instance = await database_sync_to_async(selectors.instance_get)(owner=user, instance_id=self.instance_id)
+        if instance is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        try:
+            lines = int(query.get("lines", ["100"])[0])
+            since = int(query["since"][0]) if "since" in query else None
+            if not 1 <= lines <= 10000 or (since is not None and since < 0):
+                raise ValueError
+        except ValueError:
+            await self.close(code=CLOSE_BAD_REQUEST)
+            return
+
+        for group in (logstream.logs_group(self.instance_id), instance_group(self.instance_id)):
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.append(group)
+        store = logstream.hub()
+        await sync_to_async(store.viewer_touch)(self.instance_id, self.channel_name)
+        await sync_to_async(logstream.ensure_follower)(self.instance_id)
+        if since is not None:
+            await self._send_after(since)
+        else:
+            backlog = await sync_to_async(store.tail)(self.instance_id, lines)
+            await self._send_lines(backlog)
+        await self.send(json.dumps({"type": "status", "status": instance.status, "kind": "connected"}))
+        self.heartbeat_task = asyncio.create_task(self._heartbeat())
+
+    async def disconnect(self, code):
+        if self.heartbeat_task:
+            self.heartbeat_task.cancel()
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.groups_joined:
+            await sync_to_async(logstream.hub().viewer_remove)(self.instance_id, self.channel_name)
+
+    async def _heartbeat(self):
+        store = logstream.hub()
+        while True:
+            await asyncio.sleep(settings.QM_WS_HEARTBEAT_SECONDS)
+            await sync_to_async(store.viewer_touch)(self.instance_id, self.channel_name)
+            # Take over following if the process that did it died.
+            await sync_to_async(logstream.ensure_follower)(self.instance_id)
+            await self.send(json.dumps({"type": "heartbeat", "at": timezone.now().isoformat()}))
+
+    async def _send_lines(self, lines: list[logstream.Line]):
+        if not lines:
+            return
+        await self.send(json.dumps({"type": "logs", "seq": lines[0].seq, "lines": [line.text for line in lines]}))
+        self.last_seq = lines[-1].seq
+
+    async def _send_after(self, seq: int):
+        """Everything after `seq` from the buffer; what the buffer no longer holds is reported as a gap."""
+        store = logstream.hub()
+        oldest = await sync_to_async(store.oldest_seq)(self.instance_id)
+        if oldest is not None and oldest > seq + 1:
+            await self.send(json.dumps({"type": "gap", "from": seq + 1, "to": oldest - 1}))
+        await self._send_lines(await sync_to_async(store.after)(self.instance_id, seq))
+
+    async def log_lines(self, event):
+        first, lines = event["seq"], event["lines"]
+        end = first + len(lines) - 1
+        if end <= self.last_seq:
+            return  # already sent (from the backlog)
+        if self.last_seq and first > self.last_seq + 1:
+            # The channel layer dropped batches for us: repair from the buffer.
+            await self._send_after(self.last_seq)
+            return
+        skip = max(0, self.last_seq + 1 - first) if self.last_seq else 0
+        await self._send_lines([logstream.Line(first + i, text) for i, text in enumerate(lines) if i >= skip])
+
+    async def instance_status(self, event):
+        await self.send(
+            json.dumps({"type": "status", "status": event["status"], "kind": event["kind"], "at": event["at"]})
+        )

@@ -1,0 +1,297 @@
+"""Live logs: one follower per instance, however many viewers; numbered lines in a shared buffer.
+
+A follower thread reads the runtime's log stream, batches lines (every 100 ms), numbers them in
+a buffer shared by every portal process, and publishes each batch to the channel layer group
+`logs.<instance_id>`. Viewers start from the buffer (the last N lines, or everything after a
+sequence number they already have) and fill any gap in what the channel layer delivered from it.
+
+Coordination lives in Redis when configured (any daphne process may host the follower; a lock
+with a short lease hands it over when that process dies) and in memory for the embedded default.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from .runtime import get_backend
+from .runtime.base import BackendError, RuntimeState
+
+logger = logging.getLogger(__name__)
+BUFFER_LINES = 10_000
+BATCH_SECONDS = 0.1
+LEASE_SECONDS = 6
+VIEWER_TTL_SECONDS = 60  # a viewer that stops renewing (crashed process) is forgotten after this
+IDLE_GRACE_SECONDS = 10  # the follower lingers this long after the last viewer left
+
+
+def logs_group(instance_id: str) -> str:
+    return f"logs.{instance_id}"
+
+
+@dataclass(frozen=True)
+class Line:
+    seq: int
+    text: str
+
+
+class MemoryHub:
+    """Embedded default: one process, so plain structures under a lock."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.buffers: dict[str, deque] = {}
+        self.next_seq: dict[str, int] = {}
+        self.leases: dict[str, float] = {}
+        self.viewers: dict[str, dict[str, float]] = {}
+        self.last_time: dict[str, str] = {}
+
+    def append(self, instance_id: str, lines: list[str]) -> int:
+        with self.lock:
+            first = self.next_seq.get(instance_id, 1)
+            buffer = self.buffers.setdefault(instance_id, deque(maxlen=BUFFER_LINES))
+            buffer.extend(Line(first + i, text) for i, text in enumerate(lines))
+            self.next_seq[instance_id] = first + len(lines)
+            return first
+
+    def after(self, instance_id: str, seq: int) -> list[Line]:
+        with self.lock:
+            return [line for line in self.buffers.get(instance_id, ()) if line.seq > seq]
+
+    def tail(self, instance_id: str, count: int) -> list[Line]:
+        with self.lock:
+            return list(self.buffers.get(instance_id, ()))[-count:]
+
+    def oldest_seq(self, instance_id: str) -> int | None:
+        with self.lock:
+            buffer = self.buffers.get(instance_id)
+            return buffer[0].seq if buffer else None
+
+    def acquire(self, instance_id: str, owner: str) -> bool:
+        with self.lock:
+            if self.leases.get(instance_id, 0) > time.time():
+                return False
+            self.leases[instance_id] = time.time() + LEASE_SECONDS
+            return True
+
+    def renew(self, instance_id: str, owner: str) -> bool:
+        with self.lock:
+            self.leases[instance_id] = time.time() + LEASE_SECONDS
+            return True
+
+    def release(self, instance_id: str, owner: str) -> None:
+        with self.lock:
+            self.leases.pop(instance_id, None)
+
+    def viewer_touch(self, instance_id: str, viewer: str) -> None:
+        with self.lock:
+            self.viewers.setdefault(instance_id, {})[viewer] = time.time() + VIEWER_TTL_SECONDS
+
+    def viewer_remove(self, instance_id: str, viewer: str) -> None:
+        with self.lock:
+            self.viewers.get(instance_id, {}).pop(viewer, None)
+
+    def viewer_count(self, instance_id: str) -> int:
+        now = time.time()
+        with self.lock:
+            viewers = self.viewers.get(instance_id, {})
+            for name in [n for n, expiry in viewers.items() if expiry < now]:
+                viewers.pop(name)
+            return len(viewers)
+
+    def get_last_time(self, instance_id: str) -> str | None:
+        return self.last_time.get(instance_id)
+
+    def set_last_time(self, instance_id: str, stamp: str) -> None:
+        self.last_time[instance_id] = stamp
+
+
+class RedisHub:
+    """Several portal processes: the same operations on Redis."""
+
+    def __init__(self, url: str):
+        import redis
+
+        self.redis = redis.Redis.from_url(url)
+
+    @staticmethod
+    def _key(instance_id: str, what: str) -> str:
+        return f"qm:logs:{instance_id}:{what}"
+
+    def append(self, instance_id: str, lines: list[str]) -> int:
+        last = self.redis.incrby(self._key(instance_id, "seq"), len(lines))
+        first = last - len(lines) + 1
+        pipe = self.redis.pipeline()
+        pipe.rpush(self._key(instance_id, "buffer"), *[json.dumps([first + i, text]) for i, text in enumerate(lines)])
+        pipe.ltrim(self._key(instance_id, "buffer"), -BUFFER_LINES, -1)
+        pipe.execute()
+        return first
+
+    def _lines(self, raw) -> list[Line]:
+        return [Line(*json.loads(item)) for item in raw]
+
+    def after(self, instance_id: str, seq: int) -> list[Line]:
+        return [
+            line for line in self._lines(self.redis.lrange(self._key(instance_id, "buffer"), 0, -1)) if line.seq > seq
+        ]
+
+    def tail(self, instance_id: str, count: int) -> list[Line]:
+        return self._lines(self.redis.lrange(self._key(instance_id, "buffer"), -count, -1))
+
+    def oldest_seq(self, instance_id: str) -> int | None:
+        first = self.redis.lindex(self._key(instance_id, "buffer"), 0)
+        return json.loads(first)[0] if first else None
+
+    def acquire(self, instance_id: str, owner: str) -> bool:
+        return bool(self.redis.set(self._key(instance_id, "lease"), owner, nx=True, ex=LEASE_SECONDS))
+
+    def renew(self, instance_id: str, owner: str) -> bool:
+        key = self._key(instance_id, "lease")
+        if self.redis.get(key) != owner.encode():
+            return False
+        return bool(self.redis.set(key, owner, xx=True, ex=LEASE_SECONDS))
+
+    def release(self, instance_id: str, owner: str) -> None:
+        key = self._key(instance_id, "lease")
+        if self.redis.get(key) == owner.encode():
+            self.redis.delete(key)
+
+    def viewer_touch(self, instance_id: str, viewer: str) -> None:
+        self.redis.zadd(self._key(instance_id, "viewers"), {viewer: time.time() + VIEWER_TTL_SECONDS})
+
+    def viewer_remove(self, instance_id: str, viewer: str) -> None:
+        self.redis.zrem(self._key(instance_id, "viewers"), viewer)
+
+    def viewer_count(self, instance_id: str) -> int:
+        key = self._key(instance_id, "viewers")
+        self.redis.zremrangebyscore(key, "-inf", time.time())
+        return self.redis.zcard(key)
+
+    def get_last_time(self, instance_id: str) -> str | None:
+        value = self.redis.get(self._key(instance_id, "last_time"))
+        return value.decode() if value else None
+
+    def set_last_time(self, instance_id: str, stamp: str) -> None:
+        self.redis.set(self._key(instance_id, "last_time"), stamp)
+
+
+_hub = None
+_hub_guard = threading.Lock()
+
+
+def hub():
+    global _hub
+    with _hub_guard:
+        if _hub is None:
+            _hub = RedisHub(settings.REDIS_URL) if settings.REDIS_URL else MemoryHub()
+        return _hub
+
+
+def _line_time(text: str) -> str | None:
+    stamp = text.split(" ", 1)[0]
+    return stamp if stamp[:4].isdigit() and stamp.endswith("Z") else None
+
+
+class Follower(threading.Thread):
+    """Follows one instance's log stream while anyone watches; hands over on process death."""
+
+    def __init__(self, instance_id: str, owner: str):
+        super().__init__(name=f"logs-{instance_id}", daemon=True)
+        self.instance_id = instance_id
+        self.owner = owner
+        self.pending: list[str] = []
+        self.pending_lock = threading.Lock()
+        self.stopped = threading.Event()
+
+    def publish(self) -> None:
+        with self.pending_lock:
+            lines, self.pending = self.pending, []
+        if not lines:
+            return
+        store = hub()
+        first = store.append(self.instance_id, lines)
+        stamp = next((s for s in map(_line_time, reversed(lines)) if s), None)
+        if stamp:
+            store.set_last_time(self.instance_id, stamp)
+        async_to_sync(get_channel_layer().group_send)(
+            logs_group(self.instance_id), {"type": "log.lines", "seq": first, "lines": lines}
+        )
+
+    def _flusher(self) -> None:
+        store = hub()
+        idle_since = None
+        while not self.stopped.wait(BATCH_SECONDS):
+            try:
+                self.publish()
+                if not store.renew(self.instance_id, self.owner):
+                    self.stopped.set()  # someone else follows now
+                if store.viewer_count(self.instance_id) == 0:
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since > IDLE_GRACE_SECONDS:
+                        self.stopped.set()
+                else:
+                    idle_since = None
+            except Exception:  # keep following: a failed publish is retried with the next batch
+                logger.warning("log relay for %s failed to publish", self.instance_id, exc_info=True)
+
+    def run(self) -> None:
+        flusher = threading.Thread(target=self._flusher, daemon=True)
+        flusher.start()
+        backend = get_backend()
+        try:
+            while not self.stopped.is_set():
+                last = hub().get_last_time(self.instance_id)
+                since = datetime.fromisoformat(last.replace("Z", "+00:00")) if last else datetime.now(UTC)
+                try:
+                    if backend.status(self.instance_id).state == RuntimeState.RUNNING:
+                        for text in backend.follow_logs(self.instance_id, since=since):
+                            with self.pending_lock:
+                                self.pending.append(text)
+                            if self.stopped.is_set():
+                                break
+                except BackendError:
+                    pass
+                self.stopped.wait(1.0)  # stopped or restarting: look again shortly
+        finally:
+            self.stopped.set()
+            flusher.join()
+            self.publish()
+            hub().release(self.instance_id, self.owner)
+            with _followers_guard:
+                _followers.pop(self.instance_id, None)
+
+
+_followers: dict[str, Follower] = {}
+_followers_guard = threading.Lock()
+PROCESS_ID = f"{__import__('socket').gethostname()}:{__import__('os').getpid()}"
+
+
+def ensure_follower(instance_id: str) -> None:
+    """Start this process's follower for the instance unless one runs somewhere already.
+
+    The first follower primes the buffer with the lines written before anyone watched."""
+    with _followers_guard:
+        if instance_id in _followers:
+            return
+        store = hub()
+        if not store.acquire(instance_id, PROCESS_ID):
+            return
+        if store.get_last_time(instance_id) is None:
+            backlog = get_backend().logs(instance_id, tail=1000)
+            if backlog:
+                store.append(instance_id, backlog)
+                stamp = next((s for s in map(_line_time, reversed(backlog)) if s), None)
+                if stamp:
+                    store.set_last_time(instance_id, stamp)
+        follower = Follower(instance_id, PROCESS_ID)
+        _followers[instance_id] = follower
+        follower.start()

@@ -1,0 +1,65 @@
+"""A real portal for tests that need one: daphne in its own process on the test database."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import connection
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_database_url() -> str:
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return f"sqlite:///{db['NAME']}"
+
+
+@contextmanager
+def live_portal(**extra_env: str):
+    """Yield (base_url, process) of daphne serving quantmesh.asgi on the test database."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "quantmesh.settings.test",
+        "DATABASE_URL": test_database_url(),
+        "QM_RUNTIME_BACKEND": settings.QM_RUNTIME_BACKEND,
+        "QM_PROCESS_ROOT": str(settings.QM_PROCESS_ROOT),
+        "QM_ENGINE_IMAGE": settings.QM_ENGINE_IMAGE,
+        "QM_PROVISION_TIMEOUT_SECONDS": str(settings.QM_PROVISION_TIMEOUT_SECONDS),
+        **extra_env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "quantmesh.asgi:application"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("daphne did not come up") from None
+                time.sleep(0.1)
+        yield base, process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
