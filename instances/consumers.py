@@ -103,7 +103,7 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
             self.groups_joined.append(group)
         store = logstream.hub()
         await sync_to_async(store.viewer_touch)(self.instance_id, self.channel_name)
-        await sync_to_async(logstream.ensure_follower)(self.instance_id)
+        await sync_to_async(logstream.ensure_follower)(self.instance_id, asyncio.get_running_loop())
         if since is not None:
             await self._send_after(since)
         else:
@@ -126,7 +126,7 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(settings.QM_WS_HEARTBEAT_SECONDS)
             await sync_to_async(store.viewer_touch)(self.instance_id, self.channel_name)
             # Take over following if the process that did it died.
-            await sync_to_async(logstream.ensure_follower)(self.instance_id)
+            await sync_to_async(logstream.ensure_follower)(self.instance_id, asyncio.get_running_loop())
             await self.send(json.dumps({"type": "heartbeat", "at": timezone.now().isoformat()}))
 
     async def _send_lines(self, lines: list[logstream.Line]):

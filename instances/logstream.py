@@ -11,6 +11,7 @@ with a short lease hands it over when that process dies) and in memory for the e
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -19,7 +20,6 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -204,10 +204,12 @@ def _line_time(text: str) -> str | None:
 class Follower(threading.Thread):
     """Follows one instance's log stream while anyone watches; hands over on process death."""
 
-    def __init__(self, instance_id: str, owner: str):
+    def __init__(self, instance_id: str, owner: str, loop: asyncio.AbstractEventLoop):
         super().__init__(name=f"logs-{instance_id}", daemon=True)
         self.instance_id = instance_id
         self.owner = owner
+        # The server's event loop: channel layers (and the in-memory one above all) must be used from it.
+        self.loop = loop
         self.pending: list[str] = []
         self.pending_lock = threading.Lock()
         self.stopped = threading.Event()
@@ -222,9 +224,10 @@ class Follower(threading.Thread):
         stamp = next((s for s in map(_line_time, reversed(lines)) if s), None)
         if stamp:
             store.set_last_time(self.instance_id, stamp)
-        async_to_sync(get_channel_layer().group_send)(
-            logs_group(self.instance_id), {"type": "log.lines", "seq": first, "lines": lines}
-        )
+        message = {"type": "log.lines", "seq": first, "lines": lines}
+        asyncio.run_coroutine_threadsafe(
+            get_channel_layer().group_send(logs_group(self.instance_id), message), self.loop
+        ).result(timeout=10)
 
     def _flusher(self) -> None:
         store = hub()
@@ -275,7 +278,7 @@ _followers_guard = threading.Lock()
 PROCESS_ID = f"{__import__('socket').gethostname()}:{__import__('os').getpid()}"
 
 
-def ensure_follower(instance_id: str) -> None:
+def ensure_follower(instance_id: str, loop: asyncio.AbstractEventLoop) -> None:
     """Start this process's follower for the instance unless one runs somewhere already.
 
     The first follower primes the buffer with the lines written before anyone watched."""
@@ -292,6 +295,6 @@ def ensure_follower(instance_id: str) -> None:
                 stamp = next((s for s in map(_line_time, reversed(backlog)) if s), None)
                 if stamp:
                     store.set_last_time(instance_id, stamp)
-        follower = Follower(instance_id, PROCESS_ID)
+        follower = Follower(instance_id, PROCESS_ID, loop)
         _followers[instance_id] = follower
         follower.start()
