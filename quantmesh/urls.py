@@ -5,6 +5,7 @@ from django_otp.admin import OTPAdminSite
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from instances.proxy import forward_auth
+from instances.traefik import provider as traefik_provider
 from instances.views import instance_open, instance_ticket_login
 from quantmesh.api.errors import json_or_html
 
@@ -30,6 +31,7 @@ urlpatterns = [
     path("instances/<str:instance_id>/open", instance_open, name="instance_open"),
     path("__quantmesh/login", instance_ticket_login, name="instance_ticket_login"),
     path("internal/forward-auth", forward_auth, name="instance_forward_auth"),
+    path("internal/traefik/dynamic", traefik_provider, name="traefik_provider"),
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -229,6 +229,10 @@ QM_DATA_RETENTION_DAYS = env.int("QM_DATA_RETENTION_DAYS", default=30)
 # Secrets the portal keeps (proxy secrets) are encrypted with this key (Fernet, derived from SECRET_KEY if unset).
 QM_ENCRYPTION_KEY = env.str("QM_ENCRYPTION_KEY", default="")
 
+# Production routing by Traefik's HTTP provider (instances/traefik.py); unset: the endpoint is off.
+QM_TRAEFIK_PROVIDER_TOKEN = env.str("QM_TRAEFIK_PROVIDER_TOKEN", default="")
+QM_TRAEFIK_PORTAL_URL = env.str("QM_TRAEFIK_PORTAL_URL", default="http://portal:8000")
+QM_TRAEFIK_CERT_RESOLVER = env.str("QM_TRAEFIK_CERT_RESOLVER", default="letsencrypt")
 QM_WS_HEARTBEAT_SECONDS = env.float("QM_WS_HEARTBEAT_SECONDS", default=20)
 
 CELERY_BEAT_SCHEDULE = {

@@ -133,3 +133,24 @@ def test_forward_auth_for_traefik(create_instance, customer, make_user, client):
     _, other = api_token_create(user=make_user())
     refused = client.get("/internal/forward-auth", HTTP_X_FORWARDED_HOST=host, HTTP_AUTHORIZATION=f"Bearer {other}")
     assert refused.status_code == 404
+
+
+def test_traefik_provider_routes_each_instance_through_forward_auth(create_instance, client, settings):
+    instance = Instance.objects.get(instance_id=create_instance("personal")["instance_id"])
+    assert client.get("/internal/traefik/dynamic").status_code == 404  # off until a token is set
+    settings.QM_TRAEFIK_PROVIDER_TOKEN = "provider-token-for-tests"
+    assert client.get("/internal/traefik/dynamic", HTTP_X_QUANTMESH_PROVIDER_TOKEN="wrong").status_code == 404
+    config = client.get("/internal/traefik/dynamic", HTTP_X_QUANTMESH_PROVIDER_TOKEN="provider-token-for-tests").json()
+    name = f"instance-{instance.slug}"
+    router = config["http"]["routers"][name]
+    assert router["rule"] == f"Host(`{name}.{settings.QM_BASE_DOMAIN}`)"
+    assert router["middlewares"] == ["quantmesh-owner-only", f"{name}-secret"]
+    assert config["http"]["middlewares"]["quantmesh-owner-only"]["forwardAuth"]["address"].endswith(
+        "/internal/forward-auth"
+    )
+    headers = config["http"]["middlewares"][f"{name}-secret"]["headers"]["customRequestHeaders"]
+    assert headers["X-QuantMesh-Proxy-Secret"] == decrypt(instance.proxy_secret_encrypted)
+    assert config["http"]["services"][name]["loadBalancer"]["servers"][0]["url"] == (
+        f"http://quantmesh-{instance.instance_id}:8080"
+    )
+    assert config["http"]["routers"][f"{name}-portal"]["rule"].endswith("PathPrefix(`/__quantmesh/`)")

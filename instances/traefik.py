@@ -1,0 +1,70 @@
+"""Traefik's HTTP provider (production routing): one router per live instance.
+
+Traefik polls this endpoint. Each instance host goes to its engine container on the internal
+network, through the portal's forward-auth (owner only) and a middleware that adds the engine's
+secret; `/__quantmesh/` on an instance host goes to the portal itself (the console hand-over).
+Traefik presents QM_TRAEFIK_PROVIDER_TOKEN; without the setting the endpoint does not exist.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from django.conf import settings
+from django.http import Http404, JsonResponse
+
+from quantmesh.crypto import decrypt
+
+from .models import Instance
+from .runtime.docker import DockerBackend
+
+
+def dynamic_config() -> dict:
+    routers, services, middlewares = (
+        {},
+        {},
+        {
+            "quantmesh-owner-only": {
+                "forwardAuth": {
+                    "address": f"{settings.QM_TRAEFIK_PORTAL_URL}/internal/forward-auth",
+                    "trustForwardHeader": True,
+                }
+            },
+        },
+    )
+    live = Instance.objects.exclude(status__in=[Instance.Status.DELETED, Instance.Status.DELETING]).only(
+        "instance_id", "slug", "proxy_secret_encrypted"
+    )
+    tls = {"certResolver": settings.QM_TRAEFIK_CERT_RESOLVER}
+    for instance in live:
+        name = f"instance-{instance.slug}"
+        host = f"Host(`{name}.{settings.QM_BASE_DOMAIN}`)"
+        routers[name] = {
+            "rule": host,
+            "service": name,
+            "entryPoints": ["websecure"],
+            "tls": tls,
+            "middlewares": ["quantmesh-owner-only", f"{name}-secret"],
+        }
+        routers[f"{name}-portal"] = {
+            "rule": f"{host} && PathPrefix(`/__quantmesh/`)",
+            "priority": 1000,
+            "service": "portal@docker",
+            "entryPoints": ["websecure"],
+            "tls": tls,
+        }
+        services[name] = {
+            "loadBalancer": {"servers": [{"url": f"http://{DockerBackend.container_name(instance.instance_id)}:8080"}]}
+        }
+        middlewares[f"{name}-secret"] = {
+            "headers": {"customRequestHeaders": {"X-QuantMesh-Proxy-Secret": decrypt(instance.proxy_secret_encrypted)}}
+        }
+    return {"http": {"routers": routers, "services": services, "middlewares": middlewares}}
+
+
+def provider(request):
+    expected = settings.QM_TRAEFIK_PROVIDER_TOKEN
+    given = request.headers.get("X-QuantMesh-Provider-Token", "")
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Http404
+    return JsonResponse(dynamic_config())
