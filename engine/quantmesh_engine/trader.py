@@ -147,7 +147,7 @@ class Trader:
             if key in self.by_key:
                 continue
             amount = quote.amount if quote.amount is not None else self.config.grid.order_quote_size / quote.price
-            rounded = self.exchange.round_order(self.symbol, quote.price, amount)
+            rounded = self.exchange.round_order(self.symbol, quote.side, quote.price, amount)
             if rounded is None:
                 self.counters["orders_below_minimum"] += 1
                 continue
@@ -185,7 +185,7 @@ class Trader:
             await self._cancel(order)
         amount = self.position.amount
         if amount > 0:
-            rounded = self.exchange.round_order(self.symbol, price, amount)
+            rounded = self.exchange.round_order(self.symbol, "sell", price, amount)
             if rounded is not None:
                 fills = await self.exchange.place_market(self.symbol, "sell", rounded[1], self._client_id("sell", 0))
                 await self._book(fills)

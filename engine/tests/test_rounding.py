@@ -33,19 +33,21 @@ def exchange_for():
 
 
 @pytest.mark.parametrize(
-    "name, symbol, price, amount, expected",
+    "name, symbol, side, price, amount, expected",
     [
-        ("binance", "BTC/USDT", 30000.129, 0.000234, (30000.13, 0.00023)),  # price to the tick, amount truncated
-        ("binance", "BTC/USDT", 30000.0, 0.00012, None),  # 3.6 USDT < 5 USDT minimum notional
-        ("binance", "BTC/USDT", 30000.0, 0.000004, None),  # rounds to zero
-        ("okx", "BTC/USDT", 30000.17, 0.000123456789, (30000.2, 0.00012345)),
-        ("okx", "BTC/USDT", 30000.0, 0.000009, None),  # below minSz 0.00001
-        ("kraken", "ETH/USD", 2000.555, 0.0025, (2000.56, 0.0025)),
-        ("kraken", "ETH/USD", 2000.0, 0.0019, None),  # below ordermin 0.002
+        ("binance", "BTC/USDT", "sell", 30000.129, 0.000234, (30000.13, 0.00023)),  # to the tick; amount truncated
+        ("binance", "BTC/USDT", "buy", 30000.129, 0.000234, (30000.12, 0.00023)),  # a buy never rounds up
+        ("binance", "BTC/USDT", "buy", 30000.0, 0.00012, None),  # 3.6 USDT < 5 USDT minimum notional
+        ("binance", "BTC/USDT", "buy", 30000.0, 0.000004, None),  # rounds to zero
+        ("okx", "BTC/USDT", "sell", 30000.17, 0.000123456789, (30000.2, 0.00012345)),
+        ("okx", "BTC/USDT", "buy", 30000.17, 0.000123456789, (30000.1, 0.00012345)),
+        ("okx", "BTC/USDT", "buy", 30000.0, 0.000009, None),  # below minSz 0.00001
+        ("kraken", "ETH/USD", "sell", 2000.555, 0.0025, (2000.56, 0.0025)),
+        ("kraken", "ETH/USD", "buy", 2000.0, 0.0019, None),  # below ordermin 0.002
     ],
 )
-def test_round_order(exchange_for, name, symbol, price, amount, expected):
-    result = exchange_for(name).round_order(symbol, price, amount)
+def test_round_order(exchange_for, name, symbol, side, price, amount, expected):
+    result = exchange_for(name).round_order(symbol, side, price, amount)
     if expected is None:
         assert result is None
     else:
@@ -59,6 +61,7 @@ def test_paper_market_rounding_never_sends_dust():
         seed=1, start_price=30000, volatility=0, tick_seconds=1, fee_rate=0, initial_quote=1000, initial_base=0
     )
     asyncio.run(paper.connect(["BTC/USDT"]))
-    assert paper.round_order("BTC/USDT", 30000.0, 0.0000001) is None
-    price, amount = paper.round_order("BTC/USDT", 29999.987, 0.0033339)
-    assert price == pytest.approx(30000.0) and amount == pytest.approx(0.003333)
+    assert paper.round_order("BTC/USDT", "buy", 30000.0, 0.0000001) is None
+    price, amount = paper.round_order("BTC/USDT", "buy", 29999.987, 0.0033339)  # the paper tick here is 1
+    assert price == 29999 and amount == pytest.approx(0.003333)
+    assert paper.round_order("BTC/USDT", "sell", 29999.2, 0.0033339)[0] == 30000

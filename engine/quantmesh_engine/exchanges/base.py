@@ -57,8 +57,10 @@ class Fill:
     trade_id: str = ""
 
 
-def round_to_step(value: float, step: float) -> float:
-    return round(round(value / step) * step, 12) if step > 0 else value
+def ceil_to_step(value: float, step: float) -> float:
+    if step <= 0:
+        return value
+    return round(math.ceil(value / step - 1e-9) * step, 12)
 
 
 def floor_to_step(value: float, step: float) -> float:
@@ -79,12 +81,12 @@ class Exchange(ABC):
     @abstractmethod
     def market(self, symbol: str) -> Market: ...
 
-    def round_order(self, symbol: str, price: float, amount: float) -> tuple[float, float] | None:
-        """Price rounded to the nearest tick and amount truncated to the lot step (as ccxt does); None
-        when the order would be below the market's minimum amount or cost, or round to zero: such an
-        order is never sent."""
+    def round_order(self, symbol: str, side: str, price: float, amount: float) -> tuple[float, float] | None:
+        """Price rounded to the tick away from the market (buys down, sells up, so a post-only order
+        never crosses by rounding) and amount truncated to the lot step; None when the order would
+        be below the market's minimum amount or cost, or round to zero: such an order is never sent."""
         market = self.market(symbol)
-        price = round_to_step(price, market.price_step)
+        price = floor_to_step(price, market.price_step) if side == "buy" else ceil_to_step(price, market.price_step)
         amount = floor_to_step(amount, market.amount_step)
         if price <= 0 or amount <= 0 or amount < market.min_amount or price * amount < market.min_cost:
             return None

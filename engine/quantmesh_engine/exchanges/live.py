@@ -11,6 +11,7 @@ import contextlib
 
 import ccxt
 import ccxt.async_support as ccxt_async
+from ccxt.base.decimal_to_precision import TRUNCATE, decimal_to_precision
 
 from ..secrets import ExchangeSecrets
 from .base import AuthError, Exchange, ExchangeError, Fill, Market, Order, OrderRejected
@@ -79,11 +80,16 @@ class LiveExchange(Exchange):
     def market(self, symbol: str) -> Market:
         return self.markets[symbol]
 
-    def round_order(self, symbol: str, price: float, amount: float) -> tuple[float, float] | None:
-        """ccxt's precision rules (tick size, significant digits or decimals, per exchange)."""
+    def round_order(self, symbol: str, side: str, price: float, amount: float) -> tuple[float, float] | None:
+        """ccxt's precision rules (tick size, significant digits or decimals, per exchange). Buy prices
+        are truncated so that rounding never lifts a post-only buy into the market."""
         market = self.markets[symbol]
         try:
-            price = float(self.client.price_to_precision(symbol, price))
+            if side == "buy":
+                raw = self.client.markets[symbol]["precision"]["price"]
+                price = float(decimal_to_precision(price, TRUNCATE, raw, self.client.precisionMode))
+            else:
+                price = float(self.client.price_to_precision(symbol, price))
             amount = float(self.client.amount_to_precision(symbol, amount))
         except ccxt.InvalidOrder:  # ccxt refuses amounts that round below the precision
             return None
