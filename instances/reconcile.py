@@ -33,6 +33,7 @@ UPDATED_FIELDS = [
     "last_exit_code",
     "last_failure_reason",
     "last_failure_at",
+    "started_at",
 ]
 
 
@@ -86,6 +87,16 @@ def _crashed(instance: Instance, observed: RuntimeStatus | None, now, events: li
     )
 
 
+def _restarted_by_runtime(instance: Instance, observed: RuntimeStatus) -> bool:
+    """Started (at the earliest) after we last saw it start: something restarted it behind our back."""
+    return bool(
+        observed.state == RuntimeState.RUNNING
+        and observed.started_at
+        and instance.started_at
+        and observed.started_at > instance.started_at + timedelta(seconds=5)
+    )
+
+
 def reconcile_pass(*, backend=None) -> ReconcileReport:
     started = time.monotonic()
     backend = backend or get_backend()
@@ -101,24 +112,33 @@ def reconcile_pass(*, backend=None) -> ReconcileReport:
         report.checked += 1
         observed = observed_all.pop(instance.instance_id, None)
         state = observed.state if observed else RuntimeState.MISSING
-        before = (instance.status, instance.healthy)
+        before = (instance.status, instance.healthy, instance.restart_count)
         stuck = instance.status in TRANSITIONAL and now - instance.status_changed_at > stuck_after
         wants_converge = stuck  # e.g. a worker died mid-provision: converge again, it is idempotent
         if instance.desired_state == D.RUNNING:
             if instance.status == S.RUNNING and state in (RuntimeState.EXITED, RuntimeState.MISSING):
                 _crashed(instance, observed, now, events, report)
-            elif instance.status == S.RUNNING and observed and observed.healthy is not None:
-                if instance.healthy and not observed.healthy:
-                    report.unhealthy += 1
-                    events.append((instance, "unhealthy", instance.status, {"reason": "engine heartbeat is stale"}))
-                instance.healthy = observed.healthy
+            elif instance.status == S.RUNNING and observed:
+                if _restarted_by_runtime(instance, observed):
+                    # The runtime's own restart policy brought a crashed engine back: record the crash.
+                    instance.restart_count += 1
+                    instance.started_at = observed.started_at
+                    instance.last_failure_reason = "the engine crashed; the runtime restarted it"
+                    instance.last_failure_at = now
+                    report.crashed += 1
+                    events.append((instance, "crashed", instance.status, {"reason": instance.last_failure_reason}))
+                if observed.healthy is not None:
+                    if instance.healthy and not observed.healthy:
+                        report.unhealthy += 1
+                        events.append((instance, "unhealthy", instance.status, {"reason": "engine heartbeat is stale"}))
+                    instance.healthy = observed.healthy
             elif instance.status == S.RESTARTING and instance.next_restart_at and instance.next_restart_at <= now:
                 wants_converge = True
         elif instance.desired_state == D.STOPPED:
             wants_converge |= instance.status == S.STOPPED and state == RuntimeState.RUNNING
         if wants_converge:
             report.converge_ids.append(instance.instance_id)
-        if (instance.status, instance.healthy) != before:
+        if (instance.status, instance.healthy, instance.restart_count) != before:
             changed.append(instance)
 
     # What is left are containers of deleted or unknown instances: remove them, keep their data.

@@ -16,7 +16,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -52,6 +52,33 @@ def _time(value: str | None) -> datetime | None:
     # Docker gives nanoseconds; Python's parser takes microseconds.
     head, _, rest = value.rstrip("Z").partition(".")
     return datetime.fromisoformat(f"{head}.{(rest + '000000')[:6]}+00:00")
+
+
+UPTIME_UNITS = {
+    "second": 1,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "week": 604800,
+    "month": 2592000,
+    "year": 31536000,
+}
+
+
+def _earliest_start(status_text: str) -> datetime | None:
+    """The earliest time a container can have started, from the listing's "Up 5 minutes" (the
+    listing has no start time; this keeps reconcile at one call). Rounded towards the past, so a
+    later start is never imagined."""
+    if not status_text.startswith("Up "):
+        return None
+    words = status_text[3:].split(" (")[0].lower().split()
+    if not words:
+        return None
+    count = 1 if words[0] in ("about", "a", "an", "less") else int(words[0]) if words[0].isdigit() else None
+    unit = next((UPTIME_UNITS[u] for u in UPTIME_UNITS if any(w.startswith(u) for w in words)), None)
+    if count is None or unit is None:
+        return None
+    return datetime.now(UTC) - timedelta(seconds=(count + 1) * unit)
 
 
 def _free_port() -> int:
@@ -207,6 +234,7 @@ class DockerBackend(RuntimeBackend):
             instance_id=summary["Labels"][LABEL],
             state=STATES.get(summary.get("State", ""), RuntimeState.EXITED),
             exit_code=exit_code,
+            started_at=_earliest_start(text),
             healthy=healthy,
         )
 

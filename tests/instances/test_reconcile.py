@@ -124,3 +124,32 @@ def runtime_image(runtime) -> str:
     from django.conf import settings
 
     return settings.QM_ENGINE_IMAGE
+
+
+@pytest.mark.parametrize("runtime", ["docker"], indirect=True)
+def test_crash_restarted_by_dockers_policy_is_recorded(create_instance, runtime, settings):
+    """The engine dies inside its container; Docker's on-failure policy restarts it; reconcile notices."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    instance_id = create_instance()["instance_id"]
+    Instance.objects.filter(instance_id=instance_id).update(started_at=timezone.now() - timedelta(minutes=10))
+    container = runtime.client.containers.get(runtime.container_name(instance_id))
+    init_pid = container.attrs["State"]["Pid"]
+    engine_pid = int(Path(f"/proc/{init_pid}/task/{init_pid}/children").read_text().split()[0])
+    os.kill(engine_pid, signal.SIGKILL)  # a crash, not a `docker kill`: the restart policy applies
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.attrs["RestartCount"] >= 1 and container.status == "running":
+            break
+        time.sleep(0.1)
+    assert container.attrs["RestartCount"] >= 1
+    report = reconcile_pass()
+    assert report.crashed == 1
+    instance = Instance.objects.get(instance_id=instance_id)
+    assert instance.status == "running" and instance.restart_count == 1
+    assert "runtime restarted it" in instance.last_failure_reason
+    assert reconcile_pass().crashed == 0  # recorded once
