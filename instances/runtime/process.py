@@ -17,8 +17,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from .base import BackendError, InstanceSpec, RuntimeBackend, RuntimeState, Runt
 from .cgroups import Cgroup
 
 SECRET_FILES = {"platform.yaml", "secrets.yaml"}
+HEALTH_TIMEOUT = 1.0
 LOG_MAX_BYTES = 20 * 1024 * 1024  # the log is cut back to its last half beyond this
 PORTAL_ROOT = Path(__file__).resolve().parents[2]
 
@@ -223,11 +228,19 @@ class ProcessBackend(RuntimeBackend):
         return RuntimeStatus(instance_id, RuntimeState.CREATED)
 
     def list_all(self) -> dict[str, RuntimeStatus]:
-        result = {}
+        """Every instance, with the engine's health for the running ones (as Docker's HEALTHCHECK
+        gives it): the /healthz probes run side by side, so the listing stays quick."""
+        states = {}
         for directory in self.root.iterdir():
             state = self._state(directory.name) if directory.is_dir() else None
             if state is not None:
-                result[directory.name] = self._status(directory.name, state)
+                states[directory.name] = state
+        result = {instance_id: self._status(instance_id, state) for instance_id, state in states.items()}
+        running = [i for i, status in result.items() if status.state == RuntimeState.RUNNING]
+        if running:
+            with ThreadPoolExecutor(max_workers=min(16, len(running))) as pool:
+                health = dict(zip(running, pool.map(lambda i: _probe(states[i]["port"]), running), strict=True))
+            result.update({i: replace(result[i], healthy=health[i]) for i in running})
         return result
 
     def logs(self, instance_id: str, tail: int) -> list[str]:
@@ -306,6 +319,17 @@ class ProcessBackend(RuntimeBackend):
             handle.readline()
             keep = handle.read()
         path.write_bytes(keep)
+
+
+def _probe(port: int) -> bool | None:
+    """The engine's /healthz: True (200), False (it answers, unhealthy), None (no answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=HEALTH_TIMEOUT) as response:  # noqa: S310
+            return response.status == 200
+    except urllib.error.HTTPError:
+        return False
+    except OSError:
+        return None
 
 
 def _start_time(pid: int) -> float:

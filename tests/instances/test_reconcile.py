@@ -153,3 +153,21 @@ def test_crash_restarted_by_dockers_policy_is_recorded(create_instance, runtime,
     assert instance.status == "running" and instance.restart_count == 1
     assert "runtime restarted it" in instance.last_failure_reason
     assert reconcile_pass().crashed == 0  # recorded once
+
+
+@pytest.mark.parametrize("runtime", ["process"], indirect=True)
+def test_engine_that_stops_trading_is_marked_unhealthy(create_instance, runtime):
+    instance_id = create_instance()["instance_id"]
+    assert Instance.objects.get(instance_id=instance_id).healthy is True
+    (runtime.root / instance_id / "data" / "config.yaml").write_text("grid: {max_layers: 0}\n")
+    runtime.restart(instance_id)  # the engine comes back in its error state: alive, not trading
+    import time
+
+    deadline = time.monotonic() + 10
+    while runtime.list_all()[instance_id].healthy is not False and time.monotonic() < deadline:
+        time.sleep(0.1)
+    report = reconcile_pass()
+    assert report.unhealthy == 1
+    instance = Instance.objects.get(instance_id=instance_id)
+    assert instance.status == "running" and instance.healthy is False
+    assert InstanceEvent.objects.filter(instance=instance, kind="unhealthy").exists()
