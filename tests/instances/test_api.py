@@ -226,3 +226,10 @@ def test_list_query_count_does_not_grow(customer, customer_client, count, django
     with django_assert_max_num_queries(4):  # token, its last-used stamp, the list with its plans
         body = customer_client.get("/api/saas/instances").json()
     assert len(body) == count
+
+
+def test_output_keys_match_the_documented_schema(create_instance):
+    from instances.api.serializers import InstanceOutputSerializer
+
+    body = create_instance()
+    assert set(body) == set(InstanceOutputSerializer().fields)
