@@ -28,7 +28,7 @@ def test_database_url() -> str:
 
 
 @contextmanager
-def live_portal(**extra_env: str):
+def live_portal(daphne_args: tuple[str, ...] = (), **extra_env: str):
     """Yield (base_url, process) of daphne serving quantmesh.asgi on the test database."""
     port = free_port()
     env = {
@@ -42,7 +42,17 @@ def live_portal(**extra_env: str):
         **extra_env,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "quantmesh.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            *daphne_args,
+            "quantmesh.asgi:application",
+        ],
         cwd=settings.BASE_DIR,
         env=env,
         stdout=subprocess.DEVNULL,

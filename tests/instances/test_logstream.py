@@ -184,3 +184,60 @@ def test_many_viewers_share_one_follower(portal, runtime):
                 await ws.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("runtime", ["process"], indirect=True)  # lines are written straight to its log file
+def test_a_viewer_that_never_reads_neither_slows_others_nor_stays(runtime, customer):
+    """A stalled client is cut off by the server's ping timeout (its buffered output is bounded by it);
+    meanwhile a normal viewer gets every line, in order and promptly."""
+    import socket
+
+    _, token = api_token_create(user=customer)
+    with live_portal(daphne_args=("--ping-interval", "1", "--ping-timeout", "2")) as (base, _):
+        instance_id = api(base, token, "POST", "/api/saas/instances/create", {"plan": "personal"})["instance_id"]
+        port = int(base.rsplit(":", 1)[1])
+        stalled = socket.create_connection(("127.0.0.1", port))
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sendall(
+            (
+                f"GET /api/saas/instances/{instance_id}/logs/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer {token}\r\n\r\n"
+            ).encode()
+        )
+        assert b"101" in stalled.recv(12)  # upgraded; from now on it reads nothing
+
+        async def scenario():
+            async with websockets.connect(
+                ws_url(base, instance_id, "?lines=1"), additional_headers={"Authorization": f"Bearer {token}"}
+            ) as ws:
+                await collect(ws, lambda m: any(x["type"] == "status" for x in m))
+                log = runtime.root / instance_id / "engine.log"
+                with open(log, "a") as handle:
+                    for n in range(3000):  # about 4 MB for the stalled client over the test
+                        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.999Z", time.gmtime())  # now: followed by time
+                        handle.write(f"{stamp} INFO filler n={n} {'x' * 1200}\n")
+                        if n % 300 == 0:
+                            handle.flush()
+                            await asyncio.sleep(0.1)
+                messages = await collect(ws, lambda m: sum(len(x.get("lines", [])) for x in m) >= 3000, seconds=30)
+                lines = numbered(messages)
+                fillers = [t for _, t in lines if " filler n=" in t]
+                assert len(fillers) == 3000
+                assert [s for s, _ in lines] == list(range(lines[0][0], lines[0][0] + len(lines)))
+
+        asyncio.run(scenario())
+        stalled.settimeout(15)
+        received, closed = 0, False
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                chunk = stalled.recv(1 << 16)
+            except ConnectionResetError:  # closed with unread data: the kernel answers with a reset
+                chunk = b""
+            if not chunk:
+                closed = True
+                break
+            received += len(chunk)
+        stalled.close()
+        assert closed, "the server kept a client that never answers pings"
