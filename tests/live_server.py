@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from contextlib import contextmanager
+from urllib.parse import quote, urlparse
 
 from django.conf import settings
 from django.db import connection
@@ -73,3 +76,36 @@ def live_portal(daphne_args: tuple[str, ...] = (), **extra_env: str):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def http_request(base: str, host: str, path: str, headers: dict | None = None, method: str = "GET", body=None):
+    address = urlparse(base)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    connection.request(method, path, body=body, headers={"Host": host, **(headers or {})})
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    return response, data
+
+
+def console_login(base: str, email: str, password: str) -> str:
+    """Log in through the live portal's login form; returns the Cookie header of the session."""
+    page, body = http_request(base, "localhost", "/accounts/login/")
+    csrf_cookie = next(v.split(";")[0] for k, v in page.getheaders() if k == "Set-Cookie" and "csrftoken" in v)
+    token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1).decode()
+    form = f"login={quote(email)}&password={quote(password)}&csrfmiddlewaretoken={token}"
+    response, _ = http_request(
+        base,
+        "localhost",
+        "/accounts/login/",
+        {
+            "Cookie": csrf_cookie,
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Referer": f"{base}/",
+        },
+        method="POST",
+        body=form,
+    )
+    assert response.status == 302, response.status
+    session = next(v.split(";")[0] for k, v in response.getheaders() if k == "Set-Cookie" and "sessionid" in v)
+    return f"{csrf_cookie}; {session}"

@@ -269,7 +269,7 @@ class ProcessBackend(RuntimeBackend):
                     continue
                 if self._live_pid(instance_id, self._state(instance_id)) is None:
                     return
-                time.sleep(0.05)
+                time.sleep(0.02)  # how long a new line may wait to be seen
 
     def stats(self, instance_id: str) -> RuntimeStats:
         state = self._state(instance_id)

@@ -4,11 +4,9 @@ anyone else gets 404, the engine's secret never leaves the portal."""
 from __future__ import annotations
 
 import csv
-import http.client
 import io
 import json
-import re
-from urllib.parse import quote, urlparse
+from urllib.parse import urlparse
 
 import pytest
 
@@ -16,19 +14,9 @@ from accounts.services import api_token_create
 from instances.models import Instance
 from quantmesh.crypto import decrypt
 
-from ..live_server import live_portal
+from ..live_server import console_login, http_request, live_portal
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-def request(base: str, host: str, path: str, headers: dict | None = None, method: str = "GET", body=None):
-    address = urlparse(base)
-    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
-    connection.request(method, path, body=body, headers={"Host": host, **(headers or {})})
-    response = connection.getresponse()
-    body = response.read()
-    connection.close()
-    return response, body
 
 
 @pytest.fixture
@@ -41,14 +29,14 @@ def instance_portal(create_instance, customer):
 
 def test_owner_exports_trades_with_the_manual_curl_line(instance_portal):
     base, token, instance, host = instance_portal
-    response, body = request(base, host, "/api/export/trades", {"Authorization": f"Bearer {token}"})
+    response, body = http_request(base, host, "/api/export/trades", {"Authorization": f"Bearer {token}"})
     assert response.status == 200
     assert response.getheader("Content-Type").startswith("text/csv")
     header = next(csv.reader(io.StringIO(body.decode())))
     assert header[:3] == ["time", "symbol", "side"]
-    response, body = request(base, host, "/api/export/config", {"Authorization": f"Bearer {token}"})
+    response, body = http_request(base, host, "/api/export/config", {"Authorization": f"Bearer {token}"})
     assert response.status == 200 and b"exchange" in body
-    response, body = request(base, host, "/api/status", {"Authorization": f"Bearer {token}"})
+    response, body = http_request(base, host, "/api/status", {"Authorization": f"Bearer {token}"})
     assert json.loads(body)["instance_id"] == instance.instance_id
 
 
@@ -61,65 +49,42 @@ def test_everyone_else_gets_404(instance_portal, make_user, who):
     elif who == "bad-token":
         headers = {"Authorization": "Bearer qm_guess"}
     for path in ["/", "/api/export/trades", "/api/status", "/metrics"]:
-        response, body = request(base, host, path, headers)
+        response, body = http_request(base, host, path, headers)
         assert response.status == 404, path
         assert b"exchange" not in body and b"time,symbol" not in body
 
 
 def test_unknown_instance_host_is_404(instance_portal):
     base, token, _, _ = instance_portal
-    response, _ = request(base, "instance-zzzzzz.localhost", "/", {"Authorization": f"Bearer {token}"})
+    response, _ = http_request(base, "instance-zzzzzz.localhost", "/", {"Authorization": f"Bearer {token}"})
     assert response.status == 404
 
 
 def test_the_engine_secret_stays_inside(instance_portal):
     base, token, instance, host = instance_portal
     secret = decrypt(instance.proxy_secret_encrypted)
-    response, body = request(base, host, "/api/config", {"Authorization": f"Bearer {token}"})
+    response, body = http_request(base, host, "/api/config", {"Authorization": f"Bearer {token}"})
     assert response.status == 200
     assert secret not in body.decode() and all(secret not in v for _, v in response.getheaders())
-
-
-def console_login(base: str, email: str, password: str) -> str:
-    """Log in through the live portal's login form; returns the Cookie header of the session."""
-    page, body = request(base, "localhost", "/accounts/login/")
-    csrf_cookie = next(v.split(";")[0] for k, v in page.getheaders() if k == "Set-Cookie" and "csrftoken" in v)
-    token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1).decode()
-    form = f"login={quote(email)}&password={quote(password)}&csrfmiddlewaretoken={token}"
-    response, _ = request(
-        base,
-        "localhost",
-        "/accounts/login/",
-        {
-            "Cookie": csrf_cookie,
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Referer": f"{base}/",
-        },
-        method="POST",
-        body=form,
-    )
-    assert response.status == 302, response.status
-    session = next(v.split(";")[0] for k, v in response.getheaders() if k == "Set-Cookie" and "sessionid" in v)
-    return f"{csrf_cookie}; {session}"
 
 
 def test_console_hands_the_browser_over_with_a_one_time_ticket(instance_portal, customer, password):
     base, _, instance, host = instance_portal
     session = console_login(base, customer.email, password)
-    handover, _ = request(base, "localhost", f"/instances/{instance.instance_id}/open", {"Cookie": session})
+    handover, _ = http_request(base, "localhost", f"/instances/{instance.instance_id}/open", {"Cookie": session})
     assert handover.status == 302
     target = urlparse(handover.getheader("Location"))
     assert target.hostname == host
     ticket_path = f"{target.path}?{target.query}"
-    response, _ = request(base, host, ticket_path)
+    response, _ = http_request(base, host, ticket_path)
     assert response.status == 302 and response.getheader("Location") == "/"
     cookie = response.getheader("Set-Cookie").split(";")[0]
     assert "HttpOnly" in response.getheader("Set-Cookie")
-    page, body = request(base, host, "/", {"Cookie": cookie})
+    page, body = http_request(base, host, "/", {"Cookie": cookie})
     assert page.status == 200 and b"QuantMesh engine" in body
-    again, _ = request(base, host, ticket_path)  # the ticket works once
+    again, _ = http_request(base, host, ticket_path)  # the ticket works once
     assert again.status == 404
-    other, _ = request(base, "instance-zzzzzz.localhost", "/", {"Cookie": cookie})  # and for its host only
+    other, _ = http_request(base, "instance-zzzzzz.localhost", "/", {"Cookie": cookie})  # and for its host only
     assert other.status == 404
 
 

@@ -241,3 +241,25 @@ def test_a_viewer_that_never_reads_neither_slows_others_nor_stays(runtime, custo
             received += len(chunk)
         stalled.close()
         assert closed, "the server kept a client that never answers pings"
+
+
+@pytest.mark.parametrize("runtime", ["process"], indirect=True)
+def test_console_session_with_our_origin(runtime, customer, password):
+    from ..live_server import console_login
+
+    _, token = api_token_create(user=customer)
+    with live_portal() as (base, _):
+        instance_id = api(base, token, "POST", "/api/saas/instances/create", {"plan": "personal"})["instance_id"]
+        cookie = console_login(base, customer.email, password)
+        port = base.rsplit(":", 1)[1]
+
+        async def attempt(origin: str):
+            headers = {"Cookie": cookie, "Origin": origin}
+            async with websockets.connect(ws_url(base, instance_id), additional_headers=headers) as ws:
+                try:
+                    return json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+                except ConnectionClosed as closed:
+                    return closed.rcvd.code
+
+        assert asyncio.run(attempt(f"http://127.0.0.1:{port}"))["type"] in ("logs", "status")
+        assert asyncio.run(attempt("http://evil.example")) == 4401
