@@ -2,6 +2,8 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils.translation import gettext_lazy as _
 
+from quantmesh.admin import AuditLogAdmin
+
 from . import throttling
 from .models import ApiToken, SecurityEvent, User
 from .services import api_token_revoke
@@ -50,18 +52,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(SecurityEvent)
-class SecurityEventAdmin(admin.ModelAdmin):
+class SecurityEventAdmin(AuditLogAdmin):
     list_display = ["created_at", "kind", "email", "user", "ip_address"]
     list_filter = ["kind", "created_at"]
     search_fields = ["email", "user__email", "ip_address"]
     date_hierarchy = "created_at"
     list_select_related = ["user"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -11,21 +11,11 @@ import urllib.request
 
 from bench.common import Result, percentile
 from bench.load import run_load
-from bench.portal_server import manage_shell, running_portal
+from bench.portal_server import ENTERPRISE_CUSTOMER, manage_shell, running_portal
 
 CREATES = 20
 CONCURRENCY = 50
 SECONDS = 10
-
-SETUP_USER = (
-    "from tests.factories import UserFactory\n"
-    "from accounts.services import api_token_create\n"
-    "from billing.services import subscription_grant_local\n"
-    "from billing.selectors import plan_get\n"
-    "u = UserFactory()\n"
-    "subscription_grant_local(user=u, plan=plan_get(code='enterprise'))\n"
-    "print(api_token_create(user=u)[1])"
-)
 
 
 def _call(method: str, url: str, token: str, body: dict | None = None) -> dict:
@@ -39,7 +29,7 @@ def _call(method: str, url: str, token: str, body: dict | None = None) -> dict:
 
 def _create_to_running(backend: str) -> list[Result]:
     with running_portal({"QM_RUNTIME_BACKEND": backend}) as (base, env):
-        token = manage_shell(env, SETUP_USER).strip()
+        token = manage_shell(env, ENTERPRISE_CUSTOMER).strip()
         durations, ids = [], []
         for _ in range(CREATES):
             started = time.perf_counter()
@@ -61,7 +51,7 @@ def _list_under_load() -> list[Result]:
     with running_portal() as (base, env):
         token = manage_shell(
             env,
-            SETUP_USER.replace(
+            ENTERPRISE_CUSTOMER.replace(
                 "print(api_token_create(user=u)[1])",
                 "from instances.models import Instance\n"
                 "Instance.objects.bulk_create([Instance(instance_id=f'qm-b{n:05d}-1700000000', slug=f'b{n:05d}',"

@@ -17,17 +17,7 @@ from pathlib import Path
 import websockets
 
 from bench.common import Result, median, percentile
-from bench.portal_server import manage_shell, running_portal
-
-SETUP = (
-    "from tests.factories import UserFactory\n"
-    "from accounts.services import api_token_create\n"
-    "from billing.services import subscription_grant_local\n"
-    "from billing.selectors import plan_get\n"
-    "u = UserFactory()\n"
-    "subscription_grant_local(user=u, plan=plan_get(code='enterprise'))\n"
-    "print(api_token_create(user=u)[1])"
-)
+from bench.portal_server import ENTERPRISE_CUSTOMER, manage_shell, running_portal
 
 
 def _api(base: str, token: str, method: str, path: str, body: dict | None = None) -> dict:
@@ -120,58 +110,63 @@ def run() -> list[Result]:
     root = tempfile.mkdtemp(prefix="qm-bench-instances-")
     results: list[Result] = []
     with running_portal({"QM_PROCESS_ROOT": root}) as (base, env):
-        token = manage_shell(env, SETUP).strip()
+        token = manage_shell(env, ENTERPRISE_CUSTOMER).strip()
         instance = _api(base, token, "POST", "/api/saas/instances/create", {"plan": "personal"})
         instance_id = instance["instance_id"]
-        log = Path(root) / instance_id / "engine.log"
-        url = base.replace("http://", "ws://") + f"/api/saas/instances/{instance_id}/logs/stream?lines=1"
-        for viewers, rate, seconds in ((1, 100, 10), (200, 100, 10), (200, 1000, 30)):
-            latencies, written, complete, contiguous, gaps = asyncio.run(
-                _viewers(url, token, viewers, rate, seconds, log)
-            )
-            label = f"{viewers} viewer(s), {rate} lines/s"
-            results += [
-                Result(f"ws latency p50, {label}", percentile(latencies, 50), "ms"),
-                Result(
-                    f"ws latency p99, {label}", percentile(latencies, 99), "ms", "<= 250 ms" if viewers == 200 else ""
-                ),
-            ]
-            if rate == 1000:
+        try:
+            log = Path(root) / instance_id / "engine.log"
+            url = base.replace("http://", "ws://") + f"/api/saas/instances/{instance_id}/logs/stream?lines=1"
+            for viewers, rate, seconds in ((1, 100, 10), (200, 100, 10), (200, 1000, 30)):
+                latencies, written, complete, contiguous, gaps = asyncio.run(
+                    _viewers(url, token, viewers, rate, seconds, log)
+                )
+                label = f"{viewers} viewer(s), {rate} lines/s"
                 results += [
-                    Result(f"viewers with every line or a gap notice, {label}", complete, "count", f"{viewers}"),
-                    Result(f"lines written, {label}", written, "count"),
-                    Result("sequence numbers contiguous for every viewer", 1 if contiguous else 0, "bool", "1"),
-                    Result("gap notices sent", gaps, "count"),
+                    Result(f"ws latency p50, {label}", percentile(latencies, 50), "ms"),
+                    Result(
+                        f"ws latency p99, {label}",
+                        percentile(latencies, 99),
+                        "ms",
+                        "<= 250 ms" if viewers == 200 else "",
+                    ),
                 ]
+                if rate == 1000:
+                    results += [
+                        Result(f"viewers with every line or a gap notice, {label}", complete, "count", f"{viewers}"),
+                        Result(f"lines written, {label}", written, "count"),
+                        Result("sequence numbers contiguous for every viewer", 1 if contiguous else 0, "bool", "1"),
+                        Result("gap notices sent", gaps, "count"),
+                    ]
 
-        # 10,000 trades in the engine's books, then the same export directly and through the URL.
-        _api(base, token, "POST", f"/api/saas/instances/{instance_id}/stop")
-        seed = (
-            "import sys; sys.path.insert(0, 'engine')\n"
-            "from pathlib import Path\n"
-            "from quantmesh_engine.store import Store\n"
-            "from quantmesh_engine.exchanges.base import Fill\n"
-            f"store = Store(Path({str(Path(root) / instance_id / 'data' / 'engine.db')!r}))\n"
-            "with store.transaction():\n"
-            "    for n in range(10000):\n"
-            "        side = 'buy' if n % 2 == 0 else 'sell'\n"
-            "        store.fill_recorded(Fill(f'qm-b{n}', 'BTC/USDT', side, 30000 + n % 50, 0.001, 0.03, 'USDT',"
-            " 1.7e9 + n), n % 10)\n"
-        )
-        manage_shell(env, seed)
-        _api(base, token, "POST", f"/api/saas/instances/{instance_id}/start")
-        secret = manage_shell(
-            env,
-            "from instances.models import Instance\nfrom quantmesh.crypto import decrypt\n"
-            f"print(decrypt(Instance.objects.get(instance_id='{instance_id}')"
-            ".proxy_secret_encrypted))",
-        ).strip()
-        state = json.loads((Path(root) / instance_id / "state.json").read_text())
-        slug = instance_id.split("-")[1]
-        direct, proxied = _export_timings(
-            base, token, f"instance-{slug}.localhost", ("127.0.0.1", state["port"]), secret
-        )
-        _api(base, token, "DELETE", f"/api/saas/instances/{instance_id}")
+            # 10,000 trades in the engine's books, then the same export directly and through the URL.
+            _api(base, token, "POST", f"/api/saas/instances/{instance_id}/stop")
+            seed = (
+                "import sys; sys.path.insert(0, 'engine')\n"
+                "from pathlib import Path\n"
+                "from quantmesh_engine.store import Store\n"
+                "from quantmesh_engine.exchanges.base import Fill\n"
+                f"store = Store(Path({str(Path(root) / instance_id / 'data' / 'engine.db')!r}))\n"
+                "with store.transaction():\n"
+                "    for n in range(10000):\n"
+                "        side = 'buy' if n % 2 == 0 else 'sell'\n"
+                "        store.fill_recorded(Fill(f'qm-b{n}', 'BTC/USDT', side, 30000 + n % 50, 0.001, 0.03, 'USDT',"
+                " 1.7e9 + n), n % 10)\n"
+            )
+            manage_shell(env, seed)
+            _api(base, token, "POST", f"/api/saas/instances/{instance_id}/start")
+            secret = manage_shell(
+                env,
+                "from instances.models import Instance\nfrom quantmesh.crypto import decrypt\n"
+                f"print(decrypt(Instance.objects.get(instance_id='{instance_id}')"
+                ".proxy_secret_encrypted))",
+            ).strip()
+            state = json.loads((Path(root) / instance_id / "state.json").read_text())
+            slug = instance_id.split("-")[1]
+            direct, proxied = _export_timings(
+                base, token, f"instance-{slug}.localhost", ("127.0.0.1", state["port"]), secret
+            )
+        finally:  # never leave the benchmark's engine running
+            _api(base, token, "DELETE", f"/api/saas/instances/{instance_id}")
     results += [
         Result("export 10k trades, engine directly (median)", direct * 1000, "ms"),
         Result("export 10k trades, through the instance URL (median)", proxied * 1000, "ms"),

@@ -70,3 +70,15 @@ def manage_shell(env: dict[str, str], code: str) -> str:
         [sys.executable, "-c", prelude + code], env=env, cwd=ROOT, check=True, capture_output=True, text=True
     )
     return result.stdout
+
+
+# Run with manage_shell: a customer on the enterprise plan (no instance limit); prints a bearer token.
+ENTERPRISE_CUSTOMER = (
+    "from tests.factories import UserFactory\n"
+    "from accounts.services import api_token_create\n"
+    "from billing.services import subscription_grant_local\n"
+    "from billing.selectors import plan_get\n"
+    "u = UserFactory()\n"
+    "subscription_grant_local(user=u, plan=plan_get(code='enterprise'))\n"
+    "print(api_token_create(user=u)[1])"
+)

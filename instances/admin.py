@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
+from quantmesh.admin import AuditLogAdmin
+
 from . import services
 from .models import Instance, InstanceEvent
 
@@ -62,18 +64,9 @@ class InstanceAdmin(admin.ModelAdmin):
 
 
 @admin.register(InstanceEvent)
-class InstanceEventAdmin(admin.ModelAdmin):
+class InstanceEventAdmin(AuditLogAdmin):
     list_display = ["created_at", "instance", "kind", "from_status", "to_status", "actor"]
     list_filter = ["kind", "to_status"]
     search_fields = ["instance__instance_id", "instance__owner__email", "kind"]
     list_select_related = ["instance", "actor"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

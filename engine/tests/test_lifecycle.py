@@ -120,26 +120,28 @@ def test_refused_api_key_is_reported_not_crashed():
     assert "bad-secret" not in message and "bad-key" not in message
 
 
+def start_engine(data_dir, port: int) -> subprocess.Popen:
+    """`python -m quantmesh_engine` as the runtime starts it, its output captured."""
+    command = [
+        sys.executable,
+        "-m",
+        "quantmesh_engine",
+        "--data-dir",
+        str(data_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
 def test_secrets_never_reach_the_log(data_dir, capfd):
     save_secrets(data_dir / "secrets.yaml", ExchangeSecrets("KEY-visible-9999", "TOPSECRET-abcdef"))
     (data_dir / "config.yaml").write_text(yaml.safe_dump({"exchange": {"name": "kraken"}}))
     write_platform(data_dir)
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "quantmesh_engine",
-            "--data-dir",
-            str(data_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    process = start_engine(data_dir, port)
     try:
         time.sleep(3)
     finally:
@@ -153,21 +155,7 @@ def test_subprocess_serves_and_stops_cleanly_on_sigterm(data_dir):
     secret = write_platform(data_dir)
     port = free_port()
     started = time.monotonic()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "quantmesh_engine",
-            "--data-dir",
-            str(data_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    process = start_engine(data_dir, port)
     try:
         healthy = False
         while time.monotonic() - started < 15 and not healthy:

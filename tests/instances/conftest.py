@@ -77,3 +77,22 @@ def kill_engine(backend, instance_id: str) -> None:
     deadline = time.monotonic() + 10
     while backend.status(instance_id).state.value == "running" and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def running_rows(owner, count: int, *, prefix: str) -> list:
+    """`count` instance rows said to be running, with no engine behind them (for query counts)."""
+    from instances.models import Instance
+
+    plan = owner.subscription.plan
+    return Instance.objects.bulk_create(
+        Instance(
+            instance_id=f"qm-{prefix}{n:05d}-1700000000",
+            slug=f"{prefix}{n:05d}",
+            owner=owner,
+            plan=plan,
+            status="running",
+            image="x",
+            proxy_secret_encrypted="x",
+        )
+        for n in range(count)
+    )

@@ -12,6 +12,8 @@ from rest_framework.test import APIClient
 from accounts.services import api_token_create
 from instances.models import Instance, InstanceEvent
 
+from .conftest import running_rows
+
 # serialized_rollback keeps the plan catalogue that the migrations loaded.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 ID = re.compile(r"^qm-([a-z0-9]{6})-(\d{10})$")
@@ -208,21 +210,7 @@ def test_metrics_of_a_stopped_instance_is_409(create_instance, customer_client):
 
 @pytest.mark.parametrize("count", [2, 40])
 def test_list_query_count_does_not_grow(customer, customer_client, count, django_assert_max_num_queries):
-    plan = customer.subscription.plan
-    Instance.objects.bulk_create(
-        [
-            Instance(
-                instance_id=f"qm-l{n:05d}-1700000000",
-                slug=f"l{n:05d}",
-                owner=customer,
-                plan=plan,
-                status="running",
-                image="x",
-                proxy_secret_encrypted="x",
-            )
-            for n in range(count)
-        ]
-    )
+    running_rows(customer, count, prefix="l")
     with django_assert_max_num_queries(4):  # token, its last-used stamp, the list with its plans
         body = customer_client.get("/api/saas/instances").json()
     assert len(body) == count

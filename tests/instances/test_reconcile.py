@@ -14,7 +14,7 @@ from instances.models import Instance, InstanceEvent
 from instances.reconcile import reconcile_pass
 from instances.runtime.base import InstanceSpec
 
-from .conftest import kill_engine
+from .conftest import kill_engine, running_rows
 
 # serialized_rollback keeps the plan catalogue that the migrations loaded.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -99,21 +99,7 @@ def test_stuck_provisioning_converges(create_instance, runtime, settings):
 def test_queries_per_pass_do_not_grow_with_instances(count, customer, runtime, settings):
     """Every row 'running' with no engine behind it: all crash in one pass, still a fixed number of queries."""
     settings.QM_RESTART_BACKOFF_SECONDS = 3600
-    plan = customer.subscription.plan
-    Instance.objects.bulk_create(
-        [
-            Instance(
-                instance_id=f"qm-q{n:05d}-1700000000",
-                slug=f"q{n:05d}",
-                owner=customer,
-                plan=plan,
-                status="running",
-                image="x",
-                proxy_secret_encrypted="x",
-            )
-            for n in range(count)
-        ]
-    )
+    running_rows(customer, count, prefix="q")
     with CaptureQueriesContext(connection) as queries:
         report = reconcile_pass()
     assert report.crashed == count
