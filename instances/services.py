@@ -80,13 +80,8 @@ def instance_create(*, owner, plan_code: str, idempotency_key: str | None = None
             message=f'plan: "{plan_code}" is not a plan; choose personal, professional or enterprise.',
             details={"plan": [f'"{plan_code}" is not a valid choice.']},
         )
+    _require_plan(owner)
     rights = entitlements_for(owner)
-    if rights.plan is None:
-        raise ApiError(
-            code="no_subscription",
-            message="You have no active plan: subscribe to a plan before creating instances.",
-            status_code=403,
-        )
     if not rights.allows_plan(plan):
         raise ApiError(
             code="plan_not_allowed",
@@ -135,7 +130,7 @@ def _locked(instance: Instance) -> Instance:
     return Instance.objects.select_for_update().get(pk=instance.pk)
 
 
-def instance_stop(*, instance: Instance, actor=None) -> Instance:
+def instance_stop(*, instance: Instance, actor=None, reason: str = "") -> Instance:
     """Stop gracefully; stopping a stopped instance changes nothing and answers its state."""
     with transaction.atomic():
         instance = _locked(instance)
@@ -143,12 +138,25 @@ def instance_stop(*, instance: Instance, actor=None) -> Instance:
             return instance
         instance.desired_state = D.STOPPED
         instance.save(update_fields=["desired_state"])
-        instance_event_record(instance=instance, kind="stop_requested", actor=actor, from_status=instance.status)
+        extra = {"reason": reason} if reason else {}
+        instance_event_record(
+            instance=instance, kind="stop_requested", actor=actor, from_status=instance.status, **extra
+        )
         _enqueue_converge(instance)
     return instance
 
 
+def _require_plan(owner) -> None:
+    if entitlements_for(owner).plan is None:
+        raise ApiError(
+            code="no_subscription",
+            message="You have no active plan: subscribe to create or start instances (stopped ones keep their data).",
+            status_code=403,
+        )
+
+
 def instance_start(*, instance: Instance, actor=None) -> Instance:
+    _require_plan(instance.owner)
     with transaction.atomic():
         instance = _locked(instance)
         if instance.status in (S.DELETING, S.DELETED):
@@ -165,6 +173,7 @@ def instance_start(*, instance: Instance, actor=None) -> Instance:
 
 
 def instance_restart(*, instance: Instance, actor=None) -> Instance:
+    _require_plan(instance.owner)
     with transaction.atomic():
         instance = _locked(instance)
         if instance.status in (S.DELETING, S.DELETED):
@@ -176,6 +185,40 @@ def instance_restart(*, instance: Instance, actor=None) -> Instance:
         instance.save()
         _enqueue_converge(instance)
     return instance
+
+
+def instance_change_plan(*, instance: Instance, plan) -> Instance:
+    """Move an instance to `plan` (the user's plan changed): limits change live, and the engine's
+    platform file gets the new trading-pair cap."""
+    with transaction.atomic():
+        instance = _locked(instance)
+        previous = instance.plan.code
+        instance.plan = plan
+        instance.save(update_fields=["plan"])
+        instance_event_record(
+            instance=instance, kind="plan_changed", from_status=instance.status, plan=plan.code, previous_plan=previous
+        )
+        instance_id = instance.instance_id
+        transaction.on_commit(lambda: _apply_limits_task(instance_id))
+    return instance
+
+
+def _apply_limits_task(instance_id: str) -> None:
+    from .tasks import apply_limits
+
+    apply_limits.delay(instance_id)
+
+
+def instance_apply_limits(*, instance_id: str) -> None:
+    """Idempotent: make the runtime unit's limits and platform file match the instance's plan."""
+    instance = Instance.objects.select_related("plan").filter(instance_id=instance_id).first()
+    if instance is None or instance.status in (S.DELETED, S.DELETING):
+        return
+    backend = get_backend()
+    if backend.status(instance_id).state == RuntimeState.MISSING:
+        return  # created with the current plan when it next starts
+    backend.create(instance_spec(instance))  # rewrites platform.yaml on the existing unit
+    backend.update_limits(instance_id, float(instance.plan.cpu_limit), instance.plan.memory_limit_mb)
 
 
 def instance_delete(*, instance: Instance, actor=None) -> Instance:
@@ -202,6 +245,7 @@ def instance_spec(instance: Instance) -> InstanceSpec:
         "owner": instance.owner_id,
         "max_trading_pairs": plan.max_trading_pairs,
         "proxy_secret": decrypt(instance.proxy_secret_encrypted),
+        "paper_only": entitlements_for(instance.owner).paper_only,
     }
     return InstanceSpec(
         instance_id=instance.instance_id,

@@ -14,6 +14,11 @@ def converge(instance_id: str) -> str | None:
     return instance.status if instance else None
 
 
+@shared_task(acks_late=True)
+def apply_limits(instance_id: str) -> None:
+    services.instance_apply_limits(instance_id=instance_id)
+
+
 @shared_task
 def reconcile() -> dict:
     return reconcile_module.reconcile_pass().as_dict()

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from quantmesh.api.serializers import StrictInputSerializer
+
 
 class PlanOutputSerializer(serializers.Serializer):
     code = serializers.CharField()
@@ -15,3 +17,36 @@ class PlanOutputSerializer(serializers.Serializer):
     max_trading_pairs = serializers.IntegerField(allow_null=True, help_text="null: unlimited.")
     max_instances = serializers.IntegerField(allow_null=True, help_text="null: unlimited.")
     features = serializers.ListField(child=serializers.CharField())
+
+
+class SubscriptionCreateInputSerializer(StrictInputSerializer):
+    plan = serializers.CharField(max_length=32)
+    interval = serializers.ChoiceField(choices=["month", "year"], default="month")
+
+
+class SubscriptionUpdatePlanInputSerializer(StrictInputSerializer):
+    new_plan = serializers.CharField(max_length=32)
+
+
+class SubscriptionCancelInputSerializer(StrictInputSerializer):
+    immediately = serializers.BooleanField()
+
+
+class LimitsOutputSerializer(serializers.Serializer):
+    max_instances = serializers.IntegerField(allow_null=True)
+    cpu_limit = serializers.FloatField()
+    memory_limit = serializers.IntegerField()
+    max_trading_pairs = serializers.IntegerField(allow_null=True)
+    paper_only = serializers.BooleanField()
+
+
+class SubscriptionOutputSerializer(serializers.Serializer):
+    plan = serializers.CharField(allow_null=True)
+    status = serializers.CharField(help_text="active, trialing, past_due, canceled, or none")
+    interval = serializers.CharField(allow_null=True)
+    provider = serializers.CharField(allow_null=True, help_text="stripe, or local (no payment: development only)")
+    current_period_end = serializers.DateTimeField(allow_null=True)
+    cancel_at_period_end = serializers.BooleanField()
+    trial = serializers.BooleanField()
+    trial_ends_at = serializers.DateTimeField(allow_null=True)
+    limits = LimitsOutputSerializer(allow_null=True)

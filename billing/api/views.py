@@ -5,9 +5,16 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.selectors import plan_list
+from billing import services
+from billing.selectors import plan_list, subscription_view
 
-from .serializers import PlanOutputSerializer
+from .serializers import (
+    PlanOutputSerializer,
+    SubscriptionCancelInputSerializer,
+    SubscriptionCreateInputSerializer,
+    SubscriptionOutputSerializer,
+    SubscriptionUpdatePlanInputSerializer,
+)
 
 
 class PlanListApi(APIView):
@@ -19,3 +26,50 @@ class PlanListApi(APIView):
     @extend_schema(responses=PlanOutputSerializer(many=True), operation_id="billing_plans_list")
     def get(self, request):
         return Response(PlanOutputSerializer(plan_list(), many=True).data)
+
+
+class SubscriptionApi(APIView):
+    @extend_schema(responses=SubscriptionOutputSerializer, operation_id="billing_subscription_get")
+    def get(self, request):
+        return Response(SubscriptionOutputSerializer(subscription_view(user=request.user)).data)
+
+
+class SubscriptionCreateApi(APIView):
+    @extend_schema(
+        request=SubscriptionCreateInputSerializer,
+        responses={201: SubscriptionOutputSerializer},
+        operation_id="billing_subscription_create",
+    )
+    def post(self, request):
+        data = SubscriptionCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.subscription_create(
+            user=request.user, plan_code=data.validated_data["plan"], interval=data.validated_data["interval"]
+        )
+        return Response(SubscriptionOutputSerializer(subscription_view(user=request.user)).data, status=201)
+
+
+class SubscriptionUpdatePlanApi(APIView):
+    @extend_schema(
+        request=SubscriptionUpdatePlanInputSerializer,
+        responses=SubscriptionOutputSerializer,
+        operation_id="billing_subscription_update_plan",
+    )
+    def post(self, request):
+        data = SubscriptionUpdatePlanInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.subscription_change_plan(user=request.user, new_plan_code=data.validated_data["new_plan"])
+        return Response(SubscriptionOutputSerializer(subscription_view(user=request.user)).data)
+
+
+class SubscriptionCancelApi(APIView):
+    @extend_schema(
+        request=SubscriptionCancelInputSerializer,
+        responses=SubscriptionOutputSerializer,
+        operation_id="billing_subscription_cancel",
+    )
+    def post(self, request):
+        data = SubscriptionCancelInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.subscription_cancel(user=request.user, immediately=data.validated_data["immediately"])
+        return Response(SubscriptionOutputSerializer(subscription_view(user=request.user)).data)

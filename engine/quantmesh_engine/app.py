@@ -51,6 +51,10 @@ class Engine:
         return self.platform.max_trading_pairs if self.platform else None
 
     @property
+    def paper_only(self) -> bool:
+        return bool(self.platform and self.platform.paper_only)
+
+    @property
     def proxy_secret(self) -> str | None:
         return self.platform.proxy_secret if self.platform else None
 
@@ -58,7 +62,9 @@ class Engine:
         return load_secrets(self.secrets_path)
 
     def load_config(self) -> EngineConfig:
-        return load_config(self.config_path, max_trading_pairs=self.max_trading_pairs)
+        # The portal rewrites platform.yaml when the plan changes: read it with every config load.
+        self.platform = load_platform(self.data_dir / "platform.yaml")
+        return load_config(self.config_path, max_trading_pairs=self.max_trading_pairs, paper_only=self.paper_only)
 
     # --- lifecycle -------------------------------------------------------------------------
 

@@ -164,7 +164,7 @@ class _Validator:
         return value
 
 
-def parse_config(data: Any, *, max_trading_pairs: int | None = None) -> EngineConfig:
+def parse_config(data: Any, *, max_trading_pairs: int | None = None, paper_only: bool = False) -> EngineConfig:
     """Validate a config mapping; raises ConfigError listing every problem with its field."""
     v = _Validator()
     top = v.section(data or {}, "", EngineConfig)
@@ -304,6 +304,8 @@ def parse_config(data: Any, *, max_trading_pairs: int | None = None) -> EngineCo
             or d.reconcile_seconds,
         )
 
+    if paper_only and EXCHANGE_ALIASES.get(exchange.name.lower(), exchange.name.lower()) != PAPER:
+        v.errors.append("exchange.name: the free trial trades on the paper exchange only; subscribe to trade live")
     cancel = v.boolean(top.get("cancel_orders_on_stop", True), "cancel_orders_on_stop")
     if v.errors:
         raise ConfigError(v.errors)
@@ -327,15 +329,15 @@ def _exchange_known(name: str) -> bool:
     return key in ccxt.exchanges
 
 
-def load_config(path: Path, *, max_trading_pairs: int | None = None) -> EngineConfig:
+def load_config(path: Path, *, max_trading_pairs: int | None = None, paper_only: bool = False) -> EngineConfig:
     """The config in `path` (defaults when the file does not exist)."""
     if not path.exists():
-        return parse_config({}, max_trading_pairs=max_trading_pairs)
+        return parse_config({}, max_trading_pairs=max_trading_pairs, paper_only=paper_only)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError([f"config.yaml: not valid YAML ({error})".replace("\n", " ")]) from None
-    return parse_config(data, max_trading_pairs=max_trading_pairs)
+    return parse_config(data, max_trading_pairs=max_trading_pairs, paper_only=paper_only)
 
 
 def save_config(path: Path, config: EngineConfig) -> None:

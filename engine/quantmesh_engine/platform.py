@@ -14,6 +14,7 @@ class Platform:
     owner: str = ""
     max_trading_pairs: int | None = None
     proxy_secret: str | None = None
+    paper_only: bool = False  # the no-card trial trades on the paper exchange only
 
     def __repr__(self) -> str:
         return f"Platform(instance_id={self.instance_id!r}, max_trading_pairs={self.max_trading_pairs!r})"
@@ -29,4 +30,5 @@ def load_platform(path: Path) -> Platform | None:
         owner=str(data.get("owner") or ""),
         max_trading_pairs=int(pairs) if pairs is not None else None,
         proxy_secret=str(data["proxy_secret"]) if data.get("proxy_secret") else None,
+        paper_only=bool(data.get("paper_only", False)),
     )

@@ -158,7 +158,7 @@ async def apply_config(engine: Engine, config_data, secrets_data) -> list[str]:
         unknown = [k for k in (secrets_data or {}) if k not in FIELDS]
         if unknown:
             raise ConfigError([f"secrets.{k}: unknown field" for k in unknown])
-        config = parse_config(config_data, max_trading_pairs=engine.max_trading_pairs)
+        config = parse_config(config_data, max_trading_pairs=engine.max_trading_pairs, paper_only=engine.paper_only)
         secrets = _merge_secrets(engine.secrets(), secrets_data)
         if not config.is_paper and not secrets.present:
             raise ConfigError([f"secrets.api_key: {config.exchange.name} needs an API key and secret"])

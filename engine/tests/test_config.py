@@ -67,3 +67,10 @@ def test_invalid_yaml_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert caught.value.errors[0].startswith("config.yaml: not valid YAML")
+
+
+def test_trial_is_paper_only():
+    parse_config({"exchange": {"name": "paper"}}, paper_only=True)
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"exchange": {"name": "Binance"}}, paper_only=True)
+    assert caught.value.errors[0].startswith("exchange.name: the free trial trades on the paper exchange only")

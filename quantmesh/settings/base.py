@@ -206,6 +206,11 @@ LOGGING = {
 QM_ADMIN_PATH = env.str("QM_ADMIN_PATH", default="admin/")
 QM_TRUST_X_FORWARDED_FOR = env.bool("QM_TRUST_X_FORWARDED_FOR", default=False)
 
+# Billing: Stripe when keys are configured, else the `local` provider (grants without payment;
+# production settings refuse it).
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+QM_BILLING_PROVIDER = env.str("QM_BILLING_PROVIDER", default="stripe" if STRIPE_SECRET_KEY else "local")
+
 # Instances.
 QM_RUNTIME_BACKEND = env.str("QM_RUNTIME_BACKEND", default="process")
 QM_ENGINE_IMAGE = env.str("QM_ENGINE_IMAGE", default="quantmesh/engine:latest")
@@ -237,4 +242,5 @@ QM_WS_HEARTBEAT_SECONDS = env.float("QM_WS_HEARTBEAT_SECONDS", default=20)
 
 CELERY_BEAT_SCHEDULE = {
     "instances-reconcile": {"task": "instances.tasks.reconcile", "schedule": QM_RECONCILE_INTERVAL_SECONDS},
+    "billing-expire-subscriptions": {"task": "billing.tasks.expire_subscriptions", "schedule": 300},
 }

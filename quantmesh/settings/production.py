@@ -18,6 +18,11 @@ if (
 ):
     raise ImproperlyConfigured("SECRET_KEY is missing or insecure: set a random value of at least 50 characters.")
 
+if QM_BILLING_PROVIDER == "local":  # noqa: F405
+    raise ImproperlyConfigured(
+        "The local billing provider grants plans without payment: set STRIPE_SECRET_KEY in production."
+    )
+
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from billing.models import Plan
 from billing.selectors import entitlements_for, plan_get
@@ -42,6 +45,10 @@ def test_load_plans_is_idempotent_and_repairs_edits(capsys):
 
 
 def test_entitlements(user, subscribe):
+    trial = entitlements_for(user)  # a new account: the no-card trial
+    assert (trial.plan.code, trial.trial, trial.max_instances, trial.paper_only) == ("personal", True, 1, True)
+    user.date_joined = timezone.now() - timedelta(days=8)
+    user.save()
     assert entitlements_for(user).plan is None
     assert entitlements_for(user).max_instances == 0
     subscribe(user, "professional")

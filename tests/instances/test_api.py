@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.services import api_token_create
@@ -117,7 +118,9 @@ def test_create_rejects_bad_requests(customer_client, body, status, code):
     assert Instance.objects.count() == 0
 
 
-def test_no_subscription_cannot_create(api_client):
+def test_no_subscription_cannot_create(api_client, user):
+    user.date_joined = timezone.now() - timedelta(days=8)  # past the free trial
+    user.save()
     response = api_client.post("/api/saas/instances/create", {"plan": "personal"}, format="json")
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "no_subscription"

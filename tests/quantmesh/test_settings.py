@@ -32,6 +32,7 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ({"SECRET_KEY": "django-insecure-abc" * 5}, "SECRET_KEY is missing or insecure"),
         ({"SECRET_KEY": "short"}, "SECRET_KEY is missing or insecure"),
         ({"SECRET_KEY": GOOD_KEY, "DEBUG": "1"}, "DEBUG must be off"),
+        ({"SECRET_KEY": GOOD_KEY}, "The local billing provider grants plans without payment"),
     ],
 )
 def test_production_refuses_unsafe_settings(env, complaint):
@@ -49,6 +50,7 @@ def test_production_check_deploy_is_clean():
         DJANGO_SETTINGS_MODULE="quantmesh.settings.production",
         SECRET_KEY=GOOD_KEY,
         ALLOWED_HOSTS="quantmesh.cloud",
+        STRIPE_SECRET_KEY="sk_test_configured",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout

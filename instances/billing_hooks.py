@@ -1,0 +1,83 @@
+"""How instances follow the user's plan (billing's signals; billing never touches instances)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.dispatch import receiver
+
+from billing.signals import entitlement_lost, plan_change_check, plan_changed
+
+from . import engine_client, services
+from .models import Instance
+from .runtime import get_backend
+from .runtime.base import BackendError, RuntimeState
+
+logger = logging.getLogger(__name__)
+MEMORY_HEADROOM = 0.8  # a downgrade must leave the engine this much of the new memory limit at most
+
+
+def _live(user):
+    return list(
+        Instance.objects.filter(owner=user)
+        .exclude(status__in=[Instance.Status.DELETED, Instance.Status.DELETING])
+        .select_related("plan")
+        .order_by("created_at")
+    )
+
+
+@receiver(plan_change_check)
+def instances_fitting_plan(sender, user, plan, **kwargs) -> list[dict]:
+    """What keeps the user's instances from fitting `plan`: too many of them, or a running engine
+    trading more pairs or using more memory than the plan gives."""
+    instances = _live(user)
+    problems = []
+    if plan.max_instances is not None and len(instances) > plan.max_instances:
+        for instance in instances[plan.max_instances :]:
+            problems.append(
+                {
+                    "instance_id": instance.instance_id,
+                    "reason": f"the {plan.name} plan allows {plan.max_instances} instance(s)",
+                }
+            )
+    if not problems or plan.tier < max((i.plan.tier for i in instances), default=0):
+        backend = get_backend()
+        for instance in instances:
+            if instance.plan.tier <= plan.tier or backend.status(instance.instance_id).state != RuntimeState.RUNNING:
+                continue
+            reply = engine_client.engine_request(instance, "/api/status", backend=backend)
+            pairs = len(reply.json().get("symbols", [])) if reply and reply.status == 200 else 0
+            if plan.max_trading_pairs is not None and pairs > plan.max_trading_pairs:
+                problems.append(
+                    {
+                        "instance_id": instance.instance_id,
+                        "reason": f"trades {pairs} pairs; the {plan.name} plan allows {plan.max_trading_pairs}",
+                    }
+                )
+            try:
+                used = backend.stats(instance.instance_id).memory_bytes
+            except BackendError:
+                continue
+            if used > plan.memory_limit_mb * 1024 * 1024 * MEMORY_HEADROOM:
+                problems.append(
+                    {
+                        "instance_id": instance.instance_id,
+                        "reason": f"uses {used // 2**20} MB; the {plan.name} plan gives {plan.memory_limit_mb} MB",
+                    }
+                )
+    return problems
+
+
+@receiver(plan_changed)
+def instances_follow_plan(sender, user, plan, **kwargs) -> None:
+    for instance in _live(user):
+        if instance.plan_id != plan.pk:
+            services.instance_change_plan(instance=instance, plan=plan)
+
+
+@receiver(entitlement_lost)
+def instances_stop(sender, user, **kwargs) -> None:
+    for instance in _live(user):
+        with transaction.atomic():
+            services.instance_stop(instance=instance, actor=None, reason="no active plan")
