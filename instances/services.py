@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import yaml
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -92,7 +93,7 @@ def instance_create(*, owner, plan_code: str, idempotency_key: str | None = None
     try:
         with transaction.atomic():
             # Serialise creates per owner so two concurrent requests cannot both pass the limit.
-            type(owner).objects.select_for_update().filter(pk=owner.pk).first()
+            get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
             live = Instance.objects.filter(owner=owner).exclude(status=S.DELETED).count()
             if rights.max_instances is not None and live >= rights.max_instances:
                 raise ApiError(

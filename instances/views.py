@@ -1,12 +1,81 @@
-"""Console views of instances that are not pages: the hand-over into an instance's own URL."""
+"""Console pages of instances: create, detail with live logs and metrics, lifecycle actions,
+and the hand-over into an instance's own URL. Every action goes through the same services as the API."""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
 
-from . import access, selectors
+from billing.selectors import entitlements_for, plan_list
+from quantmesh.api.errors import ApiError
+
+from . import access, selectors, services
+
+ACTIONS = {
+    "start": services.instance_start,
+    "stop": services.instance_stop,
+    "restart": services.instance_restart,
+    "delete": services.instance_delete,
+}
+
+
+def _owned(request, instance_id: str):
+    instance = selectors.instance_get(owner=request.user, instance_id=instance_id)
+    if instance is None:
+        raise Http404
+    return instance
+
+
+@login_required
+def instance_create(request):
+    """Choose a plan, confirm, then watch the instance come up on its page."""
+    rights = entitlements_for(request.user)
+    plans = [plan for plan in plan_list() if rights.allows_plan(plan)]
+    chosen = request.POST.get("plan") or request.GET.get("plan")
+    if request.method == "POST" and request.POST.get("confirm") == "1":
+        try:
+            instance = services.instance_create(owner=request.user, plan_code=chosen or "")
+        except ApiError as error:
+            messages.error(request, str(error.detail))
+        else:
+            return redirect("instance_detail", instance_id=instance.instance_id)
+    context = {
+        "plans": plans,
+        "chosen": chosen,
+        "rights": rights,
+        "count": selectors.instance_list(owner=request.user).count(),
+    }
+    return render(request, "instances/create.html", context)
+
+
+@login_required
+def instance_detail(request, instance_id: str):
+    return render(request, "instances/detail.html", {"instance": _owned(request, instance_id)})
+
+
+@login_required
+@require_POST
+def instance_action(request, instance_id: str, action: str):
+    if action not in ACTIONS:
+        raise Http404
+    instance = _owned(request, instance_id)
+    try:
+        ACTIONS[action](instance=instance, actor=request.user)
+    except ApiError as error:
+        messages.error(request, str(error.detail))
+    else:
+        messages.success(
+            request,
+            _("%(action)s requested for %(instance)s.") % {"action": action.capitalize(), "instance": instance_id},
+        )
+    if action == "delete":
+        return redirect("home")
+    return redirect("instance_detail", instance_id=instance_id)
 
 
 @login_required

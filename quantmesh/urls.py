@@ -4,9 +4,9 @@ from django.urls import include, path
 from django_otp.admin import OTPAdminSite
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from instances import views as instance_views
 from instances.proxy import forward_auth
 from instances.traefik import provider as traefik_provider
-from instances.views import instance_open, instance_ticket_login
 from quantmesh.api.errors import json_or_html
 
 from . import views
@@ -28,8 +28,11 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("api/", include(api_urlpatterns)),
-    path("instances/<str:instance_id>/open", instance_open, name="instance_open"),
-    path("__quantmesh/login", instance_ticket_login, name="instance_ticket_login"),
+    path("instances/new", instance_views.instance_create, name="instance_create"),
+    path("instances/<str:instance_id>", instance_views.instance_detail, name="instance_detail"),
+    path("instances/<str:instance_id>/open", instance_views.instance_open, name="instance_open"),
+    path("instances/<str:instance_id>/<str:action>", instance_views.instance_action, name="instance_action"),
+    path("__quantmesh/login", instance_views.instance_ticket_login, name="instance_ticket_login"),
     path("internal/forward-auth", forward_auth, name="instance_forward_auth"),
     path("internal/traefik/dynamic", traefik_provider, name="traefik_provider"),
     path("accounts/", include("accounts.urls")),

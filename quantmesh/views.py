@@ -8,9 +8,13 @@ from billing.selectors import entitlements_for, plan_list
 
 
 def home(request):
+    """The dashboard for customers (instances, plan usage); the plans for everyone else."""
     context = {"plans": plan_list()}
     if request.user.is_authenticated:
+        from instances.selectors import instance_list
+
         context["entitlements"] = entitlements_for(request.user)
+        context["instances"] = list(instance_list(owner=request.user))
     return render(request, "home.html", context)
 
 
