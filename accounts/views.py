@@ -124,3 +124,24 @@ def backup_codes_regenerate(request):
     else:
         messages.error(request, _("Enter a current code to generate new backup codes."))
     return redirect("security")
+
+
+@login_required
+def tokens(request):
+    """API tokens: create (the secret is shown once), list, revoke."""
+    if request.method == "POST":
+        if "revoke" in request.POST:
+            token = selectors.api_token_get(user=request.user, token_id=int(request.POST["revoke"]))
+            if token is not None:
+                services.api_token_revoke(token=token, request=request)
+                messages.success(request, _("Token revoked."))
+            return redirect("tokens")
+        name = request.POST.get("name", "").strip()[:100]
+        raw = services.api_token_create(user=request.user, name=name or _("Console token"), request=request)[1]
+        request.session["new_token"] = raw
+        return redirect("tokens")
+    context = {
+        "tokens": selectors.api_token_list(user=request.user),
+        "new_token": request.session.pop("new_token", None),
+    }
+    return render(request, "accounts/tokens.html", context)

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django_otp.admin import OTPAdminSite
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from billing import views as billing_views
 from instances import views as instance_views
 from instances.proxy import forward_auth
 from instances.traefik import provider as traefik_provider
@@ -35,6 +36,7 @@ urlpatterns = [
     path("__quantmesh/login", instance_views.instance_ticket_login, name="instance_ticket_login"),
     path("internal/forward-auth", forward_auth, name="instance_forward_auth"),
     path("internal/traefik/dynamic", traefik_provider, name="traefik_provider"),
+    path("billing/", billing_views.billing, name="billing"),
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

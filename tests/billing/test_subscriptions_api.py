@@ -96,3 +96,29 @@ def test_stripe_provider_does_not_grant_without_payment(api_client, settings):
     response = api_client.post("/api/billing/subscriptions/create", {"plan": "personal"}, format="json")
     assert response.status_code == 402
     assert not Subscription.objects.exists()
+
+
+def test_billing_page_subscribe_change_cancel(client, user):
+    client.force_login(user)
+    page = client.get("/billing/")
+    assert b"Free trial until" in page.content and b"Local billing" in page.content
+    client.post("/billing/", {"action": "subscribe", "plan": "personal", "interval": "year"})
+    assert Subscription.objects.get(user=user).interval == "year"
+    changed = client.post("/billing/", {"action": "change", "plan": "professional"}, follow=True)
+    assert b"Plan changed." in changed.content
+    canceled = client.post("/billing/", {"action": "cancel"}, follow=True)
+    assert b"ends with the current period" in canceled.content
+    assert Subscription.objects.get(user=user).cancel_at_period_end is True
+
+
+def test_tokens_page_shows_the_secret_once(client, user):
+    client.force_login(user)
+    created = client.post("/accounts/tokens/", {"name": "laptop"}, follow=True)
+    secret = created.context["new_token"]
+    assert secret.startswith("qm_") and secret.encode() in created.content
+    again = client.get("/accounts/tokens/")
+    assert secret.encode() not in again.content and b"laptop" in again.content
+    token = user.api_tokens.get(name="laptop")
+    client.post("/accounts/tokens/", {"revoke": token.pk})
+    token.refresh_from_db()
+    assert token.revoked_at is not None
