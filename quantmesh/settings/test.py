@@ -3,7 +3,9 @@
 from .base import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Mail stays in memory, unless a test's live server is told where to put it (EMAIL_URL=filemail://…).
+if not env.str("EMAIL_URL", default=""):  # noqa: F405
+    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CELERY_TASK_ALWAYS_EAGER = True
 # django-otp delays retries after a wrong code (1 s, 2 s, 4 s...); tests enter codes back to back.
 OTP_TOTP_THROTTLE_FACTOR = 0

@@ -1,4 +1,5 @@
 """The console speaks Simplified Chinese and English, following the browser, switchable."""
+
 from __future__ import annotations
 
 from pathlib import Path

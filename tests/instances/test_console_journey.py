@@ -1,0 +1,136 @@
+"""The whole customer journey in headless Chromium against a real daphne: sign up, verify the
+e-mail, enrol 2FA, log out, log in with the code, create an instance and watch it run, see live
+log lines, stop, start, delete; switch language; make an API token. Screenshots land in
+test-artifacts/ for people to look at."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from ..conftest import require_service
+from ..live_server import live_portal
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "journey-passphrase-2026"
+
+
+@pytest.fixture
+def browser():
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    require_service(Path(CHROMIUM).exists(), "Debian's chromium is not installed (apt-get install chromium)")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def latest_link(mail_dir: Path, pattern: str) -> str:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for message in sorted(mail_dir.glob("*.log"), key=os.path.getmtime, reverse=True):
+            found = re.search(pattern, message.read_text())
+            if found:
+                return found.group(0)
+        time.sleep(0.1)
+    raise AssertionError(f"no e-mail with {pattern}")
+
+
+@pytest.mark.parametrize("runtime", ["process"], indirect=True)
+def test_customer_journey(browser, runtime, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    mail_dir = tmp_path / "mail"
+    mail_dir.mkdir()
+    with live_portal(EMAIL_URL=f"filemail:///{mail_dir}") as (base, _):  # four slashes: an absolute path
+        page = browser.new_page(viewport={"width": 1200, "height": 900}, locale="en-US")
+        shot = lambda name: page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # noqa: E731
+
+        # Sign up and verify the e-mail address.
+        page.goto(f"{base}/accounts/signup/")
+        page.fill("input[name=email]", "journey@example.com")
+        page.fill("input[name=password1]", PASSWORD)
+        page.fill("input[name=password2]", PASSWORD)
+        page.click("main button[type=submit]")
+        link = latest_link(mail_dir, r"http://[^\s]+/accounts/confirm-email/[^\s]+")
+        page.goto(link.replace("http://testserver", base).replace("http://127.0.0.1", "http://127.0.0.1"))
+        page.click("main button[type=submit]")
+
+        # Log in, subscribe (the local provider: no payment), enrol two-factor authentication.
+        page.goto(f"{base}/accounts/login/")
+        page.fill("input[name=login]", "journey@example.com")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("main button[type=submit]")
+        page.goto(f"{base}/billing/")
+        page.select_option("#plan", "professional")
+        page.click("main button:has-text('Subscribe')")
+        assert "Professional" in page.inner_text("main")
+        shot("billing")
+        page.goto(f"{base}/accounts/security/2fa/enable/")
+        shot("2fa-enrol")
+        app = pyotp.TOTP(page.inner_text("code.secret"))
+        page.fill("input[name=code]", app.now())
+        page.click("main button[type=submit]")
+        assert page.locator("ul.codes li").count() == 10
+
+        # Log out; log in again: the password alone is not enough.
+        page.click("header button:has-text('Log out')")
+        page.goto(f"{base}/accounts/login/")
+        page.fill("input[name=login]", "journey@example.com")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("main button[type=submit]")
+        page.wait_for_url(re.compile(r".*/accounts/2fa/verify/.*"))
+        page.fill("input[name=code]", app.at(time.time() + 30))
+        page.click("main button[type=submit]")
+        page.wait_for_url(f"{base}/")
+        shot("dashboard")
+
+        # Create an instance and watch it reach running, with live log lines.
+        page.click("text=Create instance")
+        page.check("input[value=professional]")
+        page.click("main button[type=submit]")
+        page.click("main button:has-text('Confirm and create')")
+        page.wait_for_url(re.compile(r".*/instances/qm-.*"))
+        page.wait_for_function("document.getElementById('status').textContent.toLowerCase() === 'running'")
+        page.wait_for_function("document.getElementById('logs').textContent.includes('engine started')")
+        page.wait_for_function("document.getElementById('uptime').textContent !== '—'")
+        shot("instance")
+
+        # Stop, start, delete (with confirmation).
+        page.click("main button:has-text('Stop')")
+        assert page.inner_text("#status").lower() == "stopped"
+        page.click("main button:has-text('Start')")
+        page.wait_for_function("document.getElementById('status').textContent.toLowerCase() === 'running'")
+        page.wait_for_function("document.getElementById('logs').textContent.includes('engine started')")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("main button:has-text('Delete')")
+        page.wait_for_url(f"{base}/")
+        assert "qm-" not in page.inner_text("main table") if page.locator("main table").count() else True
+
+        # API token, shown once.
+        page.goto(f"{base}/accounts/tokens/")
+        page.fill("input[name=name]", "journey")
+        page.click("main button:has-text('Create token')")
+        assert page.inner_text("#token-value").startswith("qm_")
+        shot("tokens")
+
+        # Switch to Chinese.
+        with page.expect_navigation():
+            page.select_option("#lang-select", "zh-hans")
+        assert "控制面板" in page.content()
+        shot("dashboard-zh")
