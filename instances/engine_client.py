@@ -18,6 +18,7 @@ PROXY_SECRET_HEADER = "X-QuantMesh-Proxy-Secret"  # noqa: S105 (a header name)
 class EngineReply:
     status: int
     body: bytes
+    content_type: str = "application/octet-stream"
 
     def json(self):
         return json.loads(self.body)
@@ -32,9 +33,9 @@ def engine_request(instance: Instance, path: str, *, backend, timeout: float = 2
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return EngineReply(response.status, response.read())
+            return EngineReply(response.status, response.read(), response.headers.get_content_type())
     except urllib.error.HTTPError as error:
-        return EngineReply(error.code, error.read())
+        return EngineReply(error.code, error.read(), error.headers.get_content_type())
     except (OSError, ValueError):
         return None
 

@@ -58,3 +58,25 @@ def instance_metrics(*, instance: Instance) -> dict:
         "uptime": max(0, uptime),
         "last_active": last_active,
     }
+
+
+def instance_export(*, instance: Instance, kind: str, query: dict):
+    """The engine's export (`trades` or `config`) of a running instance."""
+    from urllib.parse import urlencode
+
+    from quantmesh.api.errors import ApiError
+
+    from . import engine_client
+    from .runtime import get_backend
+    from .runtime.base import RuntimeState
+
+    backend = get_backend()
+    if backend.status(instance.instance_id).state != RuntimeState.RUNNING:
+        raise ApiError(code="instance_not_running", message="Start the instance to export its data.", status_code=409)
+    path = f"/api/export/{kind}" + (f"?{urlencode(query)}" if query else "")
+    reply = engine_client.engine_request(instance, path, backend=backend, timeout=60)
+    if reply is None:
+        raise ApiError(
+            code="instance_unavailable", message="The instance is not answering; try again.", status_code=503
+        )
+    return reply

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from . import views
 
@@ -11,4 +11,9 @@ urlpatterns = [
     path("instances/<str:instance_id>/restart", views.InstanceRestartApi.as_view(), name="instances-restart"),
     path("instances/<str:instance_id>/logs", views.InstanceLogsApi.as_view(), name="instances-logs"),
     path("instances/<str:instance_id>/metrics", views.InstanceMetricsApi.as_view(), name="instances-metrics"),
+    re_path(
+        r"^instances/(?P<instance_id>[^/]+)/export/(?P<kind>trades|config)$",
+        views.InstanceExportApi.as_view(),
+        name="instances-export",
+    ),
 ]

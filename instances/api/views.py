@@ -3,6 +3,7 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -124,3 +125,32 @@ class InstanceMetricsApi(APIView):
     def get(self, request, instance_id: str):
         metrics = selectors.instance_metrics(instance=_get_instance(request, instance_id))
         return Response(MetricsOutputSerializer(metrics).data)
+
+
+class InstanceExportApi(APIView):
+    """The engine's exports through the portal (`trades` as CSV, `config` as YAML with secrets masked)."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("since", str, description="trades: ISO-8601 UTC, inclusive"),
+            OpenApiParameter("until", str, description="trades: ISO-8601 UTC, exclusive"),
+            OpenApiParameter("symbol", str, description="trades: e.g. BTC/USDT"),
+        ],
+        responses={(200, "text/csv"): str},
+        operation_id="instances_export",
+    )
+    def get(self, request, instance_id: str, kind: str):
+        instance = _get_instance(request, instance_id)
+        query = {k: v for k, v in request.query_params.items() if k in {"since", "until", "symbol"}}
+        reply = selectors.instance_export(instance=instance, kind=kind, query=query)
+        if reply.status != 200:
+            error = reply.json().get("error", {}) if reply.content_type == "application/json" else {}
+            raise ApiError(
+                code=error.get("code", "export_failed"),
+                message=error.get("message", "The instance could not produce the export."),
+                status_code=400 if reply.status == 400 else 502,
+            )
+        extension = "csv" if kind == "trades" else "yaml"
+        response = HttpResponse(reply.body, content_type=reply.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{instance.instance_id}-{kind}.{extension}"'
+        return response

@@ -50,13 +50,22 @@
   search.addEventListener("input", () => { logs.textContent = ""; });
 
   function percent(value) { return Math.round(value * 100) + "%"; }
+  // The last 24 samples (2 minutes at one per 5 s) as a line against the limit (the chart's top).
+  const history = { cpu: [], memory: [] };
+  function plot(name, value) {
+    const points = history[name];
+    points.push(Math.max(0, Math.min(1, value)));
+    if (points.length > 24) points.shift();
+    const line = points.map((v, i) => (i * 5) + "," + (30 - v * 28).toFixed(1)).join(" ");
+    document.querySelector("#" + name + "-chart polyline").setAttribute("points", line);
+  }
   async function metrics() {
     const response = await fetch(api + "/metrics", { credentials: "same-origin" });
     if (response.ok) {
       const m = await response.json();
-      document.getElementById("cpu").value = m.cpu_usage;
+      plot("cpu", m.cpu_usage);
       document.getElementById("cpu-text").textContent = percent(m.cpu_usage) + " of " + m.cpu_limit + " CPU";
-      document.getElementById("memory").value = m.memory_usage;
+      plot("memory", m.memory_usage);
       document.getElementById("memory-text").textContent = percent(m.memory_usage) + " of " + m.memory_limit + " MB";
       document.getElementById("uptime").textContent = m.uptime + " s";
       document.getElementById("last-active").textContent = m.last_active || "—";

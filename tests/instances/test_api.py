@@ -151,6 +151,8 @@ def test_another_tenants_instance_is_404_everywhere(create_instance, other_user,
         ("post", f"{base}/restart"),
         ("get", f"{base}/logs"),
         ("get", f"{base}/metrics"),
+        ("get", f"{base}/export/trades"),
+        ("get", f"{base}/export/config"),
     ]
     for method, url in calls:
         response = getattr(intruder, method)(url)
@@ -224,3 +226,20 @@ def test_output_keys_match_the_documented_schema(create_instance):
 
     body = create_instance()
     assert set(body) == set(InstanceOutputSerializer().fields)
+
+
+def test_exports_through_the_portal(create_instance, customer_client):
+    instance_id = create_instance()["instance_id"]
+    base = f"/api/saas/instances/{instance_id}/export"
+    trades = customer_client.get(f"{base}/trades")
+    assert trades.status_code == 200 and trades["Content-Type"].startswith("text/csv")
+    assert trades.content.decode().splitlines()[0].startswith("time,symbol,side,price,amount")
+    assert f'filename="{instance_id}-trades.csv"' in trades["Content-Disposition"]
+    config = customer_client.get(f"{base}/config")
+    assert config.status_code == 200 and b"exchange" in config.content
+    bad = customer_client.get(f"{base}/trades?since=last-week")
+    assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("since:")
+    assert customer_client.get(f"{base}/passwords").status_code == 404
+    customer_client.post(f"/api/saas/instances/{instance_id}/stop")
+    stopped = customer_client.get(f"{base}/trades")
+    assert stopped.status_code == 409 and stopped.json()["error"]["code"] == "instance_not_running"

@@ -109,9 +109,11 @@ def test_customer_journey(browser, runtime, tmp_path):
         page.wait_for_function("document.getElementById('status').textContent.toLowerCase() === 'running'")
         page.wait_for_function("document.getElementById('logs').textContent.includes('engine started')")
         page.wait_for_function("document.getElementById('uptime').textContent !== '—'")
+        page.wait_for_function("document.querySelector('#cpu-chart polyline').getAttribute('points') !== ''")
         shot("instance")
 
         # Stop, start, delete (with confirmation).
+        page.once("dialog", lambda dialog: dialog.accept())  # stopping asks first
         page.click("main button:has-text('Stop')")
         assert page.inner_text("#status").lower() == "stopped"
         page.click("main button:has-text('Start')")
