@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from quantmesh.metrics import record_reconcile
+
 from . import reconcile as reconcile_module
 from . import services
 
@@ -21,4 +23,6 @@ def apply_limits(instance_id: str) -> None:
 
 @shared_task
 def reconcile() -> dict:
-    return reconcile_module.reconcile_pass().as_dict()
+    report = reconcile_module.reconcile_pass()
+    record_reconcile(report)
+    return report.as_dict()

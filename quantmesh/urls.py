@@ -10,7 +10,7 @@ from instances.proxy import forward_auth
 from instances.traefik import provider as traefik_provider
 from quantmesh.api.errors import json_or_html
 
-from . import views
+from . import metrics, views
 
 # Staff reach the admin only with a verified second factor.
 admin.site.__class__ = OTPAdminSite
@@ -28,6 +28,9 @@ api_urlpatterns = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("internal/prometheus/targets", metrics.targets_view, name="prometheus_targets"),
+    path("internal/engine-metrics/<str:instance_id>", metrics.engine_metrics_view, name="engine_metrics"),
     path("api/", include(api_urlpatterns)),
     path("instances/new", instance_views.instance_create, name="instance_create"),
     path("instances/<str:instance_id>", instance_views.instance_detail, name="instance_detail"),

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "quantmesh.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -238,6 +239,10 @@ QM_ENCRYPTION_KEY = env.str("QM_ENCRYPTION_KEY", default="")
 QM_TRAEFIK_PROVIDER_TOKEN = env.str("QM_TRAEFIK_PROVIDER_TOKEN", default="")
 QM_TRAEFIK_PORTAL_URL = env.str("QM_TRAEFIK_PORTAL_URL", default="http://portal:8000")
 QM_TRAEFIK_CERT_RESOLVER = env.str("QM_TRAEFIK_CERT_RESOLVER", default="letsencrypt")
+# Prometheus: scrape endpoints want this bearer token when set; the portal's address as the
+# service-discovery target (default: the Host Prometheus used).
+QM_METRICS_TOKEN = env.str("QM_METRICS_TOKEN", default="")
+QM_METRICS_PORTAL_TARGET = env.str("QM_METRICS_PORTAL_TARGET", default="")
 QM_WS_HEARTBEAT_SECONDS = env.float("QM_WS_HEARTBEAT_SECONDS", default=20)
 
 CELERY_BEAT_SCHEDULE = {

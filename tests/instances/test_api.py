@@ -243,3 +243,10 @@ def test_exports_through_the_portal(create_instance, customer_client):
     customer_client.post(f"/api/saas/instances/{instance_id}/stop")
     stopped = customer_client.get(f"{base}/trades")
     assert stopped.status_code == 409 and stopped.json()["error"]["code"] == "instance_not_running"
+
+
+def test_engine_metrics_through_the_portal_for_prometheus(create_instance, client):
+    instance_id = create_instance()["instance_id"]
+    text = client.get(f"/internal/engine-metrics/{instance_id}").content.decode()
+    assert 'quantmesh_engine_price{symbol="BTC/USDT"}' in text
+    assert client.get("/internal/engine-metrics/qm-nobody-1700000000").status_code == 404

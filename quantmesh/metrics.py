@@ -1,0 +1,175 @@
+"""The portal's Prometheus metrics and the scrape endpoints for Prometheus.
+
+- `/metrics`: the portal itself. Request counts and latency are counted in this process;
+  instance counts, provisioning times, reconcile results and the Celery queue are read from the
+  database, the cache and the broker at scrape time, so every portal process answers the same.
+- `/internal/prometheus/targets`: HTTP service discovery, one target per live instance, with
+  `instance` and `owner` labels; each target is the portal's `/internal/engine-metrics/<id>`,
+  which fetches that engine's /metrics with its secret (Prometheus never holds engine secrets).
+Both internal endpoints want `Authorization: Bearer <QM_METRICS_TOKEN>` when that is set.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Count
+from django.http import Http404, HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+REGISTRY = CollectorRegistry()
+REQUESTS = Counter("quantmesh_http_requests_total", "HTTP requests handled.", ["method", "status"], registry=REGISTRY)
+LATENCY = Histogram(
+    "quantmesh_http_request_duration_seconds",
+    "HTTP request latency.",
+    ["method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+RECONCILE_CACHE_KEY = "metrics:last-reconcile"
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        LATENCY.labels(request.method).observe(time.perf_counter() - started)
+        REQUESTS.labels(request.method, str(response.status_code)).inc()
+        return response
+
+
+class PlatformCollector:
+    """State read at scrape time (shared by every portal and worker process)."""
+
+    def describe(self):
+        return []  # nothing to check at registration: collect() reads the database only when scraped
+
+    def collect(self):
+        from instances.models import Instance, InstanceEvent
+
+        instances = GaugeMetricFamily("quantmesh_instances", "Instances by state.", labels=["state"])
+        counts = dict(Instance.objects.values_list("status").annotate(n=Count("id")))
+        for state in Instance.Status.values:
+            instances.add_metric([state], counts.get(state, 0))
+        yield instances
+
+        # Time from `created` to the first `running` for instances created in the last hour.
+        recent = InstanceEvent.objects.filter(kind__in=["created", "running"], created_at__gte=time_ago(3600)).order_by(
+            "created_at"
+        )
+        created, durations = {}, []
+        for instance_id, kind, at in recent.values_list("instance_id", "kind", "created_at"):
+            if kind == "created":
+                created[instance_id] = at
+            elif instance_id in created:
+                durations.append((at - created.pop(instance_id)).total_seconds())
+        provisioning = GaugeMetricFamily(
+            "quantmesh_provisioning_seconds", "Create-to-running time over the last hour.", labels=["quantile"]
+        )
+        for quantile in (0.5, 0.95):
+            value = sorted(durations)[int(quantile * (len(durations) - 1))] if durations else 0
+            provisioning.add_metric([str(quantile)], value)
+        yield provisioning
+
+        last = cache.get(RECONCILE_CACHE_KEY) or {}
+        for name, help_text in (
+            ("seconds", "Duration of the last reconcile pass."),
+            ("checked", "Instances checked by the last reconcile pass."),
+            ("crashed", "Crashes found by the last reconcile pass."),
+            ("orphans_removed", "Orphans removed by the last reconcile pass."),
+            ("converges", "Repairs started by the last reconcile pass."),
+        ):
+            yield GaugeMetricFamily(f"quantmesh_reconcile_last_{name}", help_text, value=last.get(name, 0))
+        yield GaugeMetricFamily(
+            "quantmesh_reconcile_last_timestamp_seconds", "When the last pass ran.", value=last.get("at", 0)
+        )
+        yield GaugeMetricFamily(
+            "quantmesh_celery_queue_depth", "Tasks waiting in the Celery queue.", value=celery_queue_depth()
+        )
+
+
+def time_ago(seconds: float):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+def celery_queue_depth() -> int:
+    if not settings.CELERY_BROKER_URL.startswith("redis"):
+        return 0  # tasks run in process: nothing ever waits
+    import redis
+
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL).llen("celery")
+
+
+def record_reconcile(report) -> None:
+    cache.set(RECONCILE_CACHE_KEY, {**report.as_dict(), "at": time.time()}, timeout=None)
+
+
+REGISTRY.register(PlatformCollector())
+
+
+def _authorized(request) -> bool:
+    token = settings.QM_METRICS_TOKEN
+    if not token:
+        return True
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+def metrics_view(request):
+    if not _authorized(request):
+        raise Http404
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+def targets_view(request):
+    """Prometheus HTTP service discovery: one target per live instance, labelled."""
+    from instances.models import Instance
+
+    if not _authorized(request):
+        raise Http404
+    target = settings.QM_METRICS_PORTAL_TARGET or request.get_host()
+    live = Instance.objects.exclude(status__in=[Instance.Status.DELETED, Instance.Status.DELETING]).values_list(
+        "instance_id", "owner__email"
+    )
+    return JsonResponse(
+        [
+            {
+                "targets": [target],
+                "labels": {
+                    "__metrics_path__": f"/internal/engine-metrics/{instance_id}",
+                    "instance": instance_id,
+                    "owner": owner,
+                },
+            }
+            for instance_id, owner in live
+        ],
+        safe=False,
+    )
+
+
+def engine_metrics_view(request, instance_id: str):
+    """One engine's /metrics, fetched with its secret (for the targets above)."""
+    from instances import engine_client
+    from instances.models import Instance
+    from instances.runtime import get_backend
+
+    if not _authorized(request):
+        raise Http404
+    instance = Instance.objects.filter(instance_id=instance_id).exclude(status=Instance.Status.DELETED).first()
+    if instance is None:
+        raise Http404
+    reply = engine_client.engine_request(instance, "/metrics", backend=get_backend(), timeout=5)
+    if reply is None or reply.status != 200:
+        return HttpResponse("engine not answering\n", status=503, content_type="text/plain")
+    return HttpResponse(reply.body, content_type="text/plain; version=0.0.4")
