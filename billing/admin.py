@@ -1,6 +1,8 @@
 from django.contrib import admin
 
-from .models import Plan, Subscription
+from quantmesh.admin import AuditLogAdmin
+
+from .models import BillingEvent, Plan, Referral, Subscription
 
 
 @admin.register(Plan)
@@ -24,8 +26,34 @@ class PlanAdmin(admin.ModelAdmin):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
-    list_display = ["user", "plan", "interval", "status", "provider", "current_period_end", "cancel_at_period_end"]
+    list_display = [
+        "user",
+        "plan",
+        "interval",
+        "status",
+        "provider",
+        "current_period_end",
+        "cancel_at_period_end",
+        "past_due_since",
+    ]
     list_filter = ["status", "provider", "plan", "interval"]
     search_fields = ["user__email"]
     autocomplete_fields = ["user"]
     list_select_related = ["user", "plan"]
+
+
+@admin.register(BillingEvent)
+class BillingEventAdmin(AuditLogAdmin):
+    list_display = ["created_at", "user", "kind", "source"]
+    list_filter = ["kind", "source"]
+    search_fields = ["user__email"]
+    list_select_related = ["user"]
+
+
+@admin.register(Referral)
+class ReferralAdmin(admin.ModelAdmin):
+    list_display = ["referrer", "referred", "created_at", "credit_cents", "currency", "credited_at"]
+    list_filter = ["credited_at"]
+    search_fields = ["referrer__email", "referred__email"]
+    list_select_related = ["referrer", "referred"]
+    readonly_fields = ["referrer", "referred", "created_at", "credited_at", "stripe_balance_transaction_id"]

@@ -26,6 +26,9 @@ class Plan(models.Model):
     audience = models.CharField(max_length=100, blank=True)
     audience_zh = models.CharField(max_length=100, blank=True)
     is_active = models.BooleanField(default=True)
+    # Set by `manage.py billing_stripe_sync`; Checkout sells these prices and webhooks map them back.
+    stripe_price_month_id = models.CharField(max_length=255, blank=True)
+    stripe_price_year_id = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["tier"]
@@ -69,8 +72,65 @@ class Subscription(models.Model):
     provider = models.CharField(max_length=16, choices=Provider.choices, default=Provider.LOCAL)
     current_period_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
+    stripe_subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # When payment first failed; instances keep running for QM_PAYMENT_GRACE after it.
+    past_due_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return f"{self.user} · {self.plan} ({self.status})"
+
+
+class BillingEvent(models.Model):
+    """Audit trail of every change to what a user pays for, whoever made it (user, Stripe, a job)."""
+
+    class Kind(models.TextChoices):
+        SUBSCRIBED = "subscribed", "Subscribed"
+        CHECKOUT_STARTED = "checkout_started", "Checkout started"
+        PLAN_CHANGED = "plan_changed", "Plan changed"
+        CANCEL_SCHEDULED = "cancel_scheduled", "Cancel at period end"
+        CANCELED = "canceled", "Canceled"
+        PAYMENT_FAILED = "payment_failed", "Payment failed"
+        PAYMENT_RECOVERED = "payment_recovered", "Payment recovered"
+        SUSPENDED = "suspended", "Instances stopped: no plan"
+        REFERRAL_CREDITED = "referral_credited", "Referral credit granted"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="billing_events")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    source = models.CharField(max_length=16, help_text="user, stripe, or system")
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.kind}"
+
+
+class ReferralCode(models.Model):
+    """Each user's referral link: /r/<code>."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="referral_code")
+    code = models.CharField(max_length=16, unique=True)
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Referral(models.Model):
+    """A user who signed up through someone's link; the referrer is credited once, when the
+    referred user's first invoice is paid."""
+
+    referrer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="referrals_made")
+    referred = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="referred_by")
+    created_at = models.DateTimeField(default=timezone.now)
+    credit_cents = models.PositiveIntegerField(default=0)
+    currency = models.CharField(max_length=3, blank=True)
+    credited_at = models.DateTimeField(null=True, blank=True)
+    # The Stripe customer balance transaction that carries the credit onto the referrer's next invoice.
+    stripe_balance_transaction_id = models.CharField(max_length=255, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.referrer} → {self.referred}"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .models import Plan, Subscription
+from .models import Plan, Referral, Subscription
 
 TRIAL_DAYS = 7
 TRIAL_PLAN = "personal"
@@ -54,9 +56,19 @@ def trial_ends_at(user):
     return user.date_joined + timedelta(days=TRIAL_DAYS)
 
 
+def grace_ends_at(subscription: Subscription):
+    """When an unpaid subscription stops granting anything (None: it is not unpaid)."""
+    if subscription.status != Subscription.Status.PAST_DUE or subscription.past_due_since is None:
+        return None
+    return subscription.past_due_since + settings.QM_PAYMENT_GRACE
+
+
 def entitlements_for(user) -> Entitlements:
     subscription = subscription_get(user=user)
     if subscription is not None and subscription.status in ENTITLED_STATUSES:
+        grace_end = grace_ends_at(subscription)
+        if grace_end is not None and grace_end <= timezone.now():
+            return Entitlements(plan=None)
         return Entitlements(plan=subscription.plan)
     if subscription is None and timezone.now() < trial_ends_at(user):
         return Entitlements(plan=plan_get(code=TRIAL_PLAN), trial=True)
@@ -85,7 +97,43 @@ def subscription_view(*, user) -> dict:
         "provider": subscription.provider if subscription else None,
         "current_period_end": subscription.current_period_end if active else None,
         "cancel_at_period_end": bool(subscription and subscription.cancel_at_period_end),
+        "payment_grace_ends_at": grace_ends_at(subscription) if subscription else None,
         "trial": rights.trial,
         "trial_ends_at": trial_ends_at(user) if rights.trial else None,
         "limits": limits,
+    }
+
+
+def invoice_list(*, user, limit: int = 24) -> list[dict]:
+    """The user's Stripe invoices, newest first, as dj-stripe synced them from the webhooks."""
+    from djstripe.models import Invoice
+
+    invoices = Invoice.objects.filter(customer__subscriber=user).order_by("-created")[:limit]
+    rows = []
+    for invoice in invoices:
+        data = invoice.stripe_data
+        rows.append(
+            {
+                "id": invoice.id,
+                "number": data.get("number") or invoice.id,
+                "created": invoice.created,
+                "status": data.get("status", ""),
+                "amount_due": Decimal(data.get("amount_due") or 0) / 100,
+                "amount_paid": Decimal(data.get("amount_paid") or 0) / 100,
+                "currency": (data.get("currency") or "usd").upper(),
+                "url": data.get("hosted_invoice_url") or "",
+                "pdf": data.get("invoice_pdf") or "",
+            }
+        )
+    return rows
+
+
+def referral_summary(*, user) -> dict:
+    """The user's referral code and what it earned."""
+    referrals = Referral.objects.filter(referrer=user)
+    credited = referrals.filter(credited_at__isnull=False)
+    return {
+        "referred": referrals.count(),
+        "credited": credited.count(),
+        "credit_total": Decimal(sum(r.credit_cents for r in credited)) / 100,
     }

@@ -77,7 +77,7 @@ def instances_follow_plan(sender, user, plan, **kwargs) -> None:
 
 
 @receiver(entitlement_lost)
-def instances_stop(sender, user, **kwargs) -> None:
+def instances_stop(sender, user, reason: str = "no active plan", **kwargs) -> None:
     for instance in _live(user):
         with transaction.atomic():
-            services.instance_stop(instance=instance, actor=None, reason="no active plan")
+            services.instance_stop(instance=instance, actor=None, reason=reason)

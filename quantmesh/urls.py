@@ -40,6 +40,10 @@ urlpatterns = [
     path("internal/forward-auth", forward_auth, name="instance_forward_auth"),
     path("internal/traefik/dynamic", traefik_provider, name="traefik_provider"),
     path("billing/", billing_views.billing, name="billing"),
+    path("billing/portal", billing_views.billing_portal, name="billing_portal"),
+    path("r/<str:code>", billing_views.referral_landing, name="referral"),
+    # Stripe's webhooks: dj-stripe verifies the signature and records each event once.
+    path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -47,6 +47,27 @@ class SubscriptionOutputSerializer(serializers.Serializer):
     provider = serializers.CharField(allow_null=True, help_text="stripe, or local (no payment: development only)")
     current_period_end = serializers.DateTimeField(allow_null=True)
     cancel_at_period_end = serializers.BooleanField()
+    payment_grace_ends_at = serializers.DateTimeField(
+        allow_null=True, help_text="After a failed payment: instances stop at this time unless paid."
+    )
     trial = serializers.BooleanField()
     trial_ends_at = serializers.DateTimeField(allow_null=True)
     limits = LimitsOutputSerializer(allow_null=True)
+
+
+class SubscriptionCreateOutputSerializer(SubscriptionOutputSerializer):
+    checkout_url = serializers.URLField(
+        allow_null=True, help_text="With Stripe: pay here; the plan starts once the payment succeeds."
+    )
+
+
+class InvoiceOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    number = serializers.CharField()
+    created = serializers.DateTimeField()
+    status = serializers.CharField()
+    amount_due = serializers.DecimalField(max_digits=12, decimal_places=2)
+    amount_paid = serializers.DecimalField(max_digits=12, decimal_places=2)
+    currency = serializers.CharField()
+    url = serializers.CharField(help_text="Stripe's hosted invoice page.")
+    pdf = serializers.CharField()

@@ -1,6 +1,13 @@
 from django.urls import path
 
-from .views import PlanListApi, SubscriptionApi, SubscriptionCancelApi, SubscriptionCreateApi, SubscriptionUpdatePlanApi
+from .views import (
+    InvoiceListApi,
+    PlanListApi,
+    SubscriptionApi,
+    SubscriptionCancelApi,
+    SubscriptionCreateApi,
+    SubscriptionUpdatePlanApi,
+)
 
 urlpatterns = [
     path("plans", PlanListApi.as_view(), name="billing-plans"),
@@ -8,4 +15,5 @@ urlpatterns = [
     path("subscriptions/create", SubscriptionCreateApi.as_view(), name="billing-subscription-create"),
     path("subscriptions/update-plan", SubscriptionUpdatePlanApi.as_view(), name="billing-subscription-update-plan"),
     path("subscriptions/cancel", SubscriptionCancelApi.as_view(), name="billing-subscription-cancel"),
+    path("invoices", InvoiceListApi.as_view(), name="billing-invoices"),
 ]

@@ -6,12 +6,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import services
-from billing.selectors import plan_list, subscription_view
+from billing.selectors import invoice_list, plan_list, subscription_view
 
 from .serializers import (
+    InvoiceOutputSerializer,
     PlanOutputSerializer,
     SubscriptionCancelInputSerializer,
     SubscriptionCreateInputSerializer,
+    SubscriptionCreateOutputSerializer,
     SubscriptionOutputSerializer,
     SubscriptionUpdatePlanInputSerializer,
 )
@@ -37,16 +39,19 @@ class SubscriptionApi(APIView):
 class SubscriptionCreateApi(APIView):
     @extend_schema(
         request=SubscriptionCreateInputSerializer,
-        responses={201: SubscriptionOutputSerializer},
+        responses={201: SubscriptionCreateOutputSerializer, 202: SubscriptionCreateOutputSerializer},
         operation_id="billing_subscription_create",
+        description="With Stripe configured: 202 and a `checkout_url` to pay at; the plan starts when the "
+        "payment succeeds. With the local provider: 201, the plan is granted at once.",
     )
     def post(self, request):
         data = SubscriptionCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.subscription_create(
+        checkout_url = services.subscription_create(
             user=request.user, plan_code=data.validated_data["plan"], interval=data.validated_data["interval"]
         )
-        return Response(SubscriptionOutputSerializer(subscription_view(user=request.user)).data, status=201)
+        body = {**subscription_view(user=request.user), "checkout_url": checkout_url}
+        return Response(SubscriptionCreateOutputSerializer(body).data, status=202 if checkout_url else 201)
 
 
 class SubscriptionUpdatePlanApi(APIView):
@@ -73,3 +78,9 @@ class SubscriptionCancelApi(APIView):
         data.is_valid(raise_exception=True)
         services.subscription_cancel(user=request.user, immediately=data.validated_data["immediately"])
         return Response(SubscriptionOutputSerializer(subscription_view(user=request.user)).data)
+
+
+class InvoiceListApi(APIView):
+    @extend_schema(responses=InvoiceOutputSerializer(many=True), operation_id="billing_invoices_list")
+    def get(self, request):
+        return Response(InvoiceOutputSerializer(invoice_list(user=request.user), many=True).data)

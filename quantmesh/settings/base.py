@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "channels",
+    "djstripe",
     "quantmesh",
     "accounts",
     "billing",
@@ -211,6 +212,22 @@ QM_TRUST_X_FORWARDED_FOR = env.bool("QM_TRUST_X_FORWARDED_FOR", default=False)
 # production settings refuse it).
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 QM_BILLING_PROVIDER = env.str("QM_BILLING_PROVIDER", default="stripe" if STRIPE_SECRET_KEY else "local")
+STRIPE_LIVE_MODE = STRIPE_SECRET_KEY.startswith("sk_live_")
+STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY if STRIPE_LIVE_MODE else ""
+STRIPE_TEST_SECRET_KEY = "" if STRIPE_LIVE_MODE else STRIPE_SECRET_KEY
+# The API version our payloads and code are written for; Stripe answers in this shape whatever the
+# account's default is.
+STRIPE_API_VERSION = "2026-05-27.dahlia"
+if env.str("STRIPE_API_HOST", default=""):  # a Stripe-compatible server (tests run one on loopback)
+    STRIPE_API_HOST = env.str("STRIPE_API_HOST")
+DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+# The portal's public address: Stripe Checkout and the customer portal return here.
+QM_PUBLIC_URL = env.str("QM_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+# After a failed payment, instances keep running this long before they are stopped.
+QM_PAYMENT_GRACE = timedelta(days=env.int("QM_PAYMENT_GRACE_DAYS", default=3))
+# A referrer's credit when a referred user's first invoice is paid: this share of that invoice.
+QM_REFERRAL_CREDIT_PERCENT = env.int("QM_REFERRAL_CREDIT_PERCENT", default=20)
 
 # Instances.
 QM_RUNTIME_BACKEND = env.str("QM_RUNTIME_BACKEND", default="process")

@@ -91,10 +91,12 @@ def test_nothing_to_change_or_cancel_without_a_plan(api_client):
         assert response.status_code == 409 and response.json()["error"]["code"] == "no_subscription"
 
 
-def test_stripe_provider_does_not_grant_without_payment(api_client, settings):
+def test_stripe_provider_never_grants_without_payment(api_client, settings):
+    # Stripe configured but the prices not created yet: a clear error, and no plan without payment.
     settings.QM_BILLING_PROVIDER = "stripe"
     response = api_client.post("/api/billing/subscriptions/create", {"plan": "personal"}, format="json")
-    assert response.status_code == 402
+    assert response.status_code == 503
+    assert "billing_stripe_sync" in response.json()["error"]["message"]
     assert not Subscription.objects.exists()
 
 
