@@ -29,6 +29,7 @@ from .locks import converge_lock
 from .models import Instance
 from .runtime import get_backend
 from .runtime.base import BackendError, InstanceSpec, RuntimeState, RuntimeStatus
+from .signals import data_changing
 
 logger = logging.getLogger(__name__)
 S = Instance.Status
@@ -218,6 +219,7 @@ def instance_apply_limits(*, instance_id: str) -> None:
     backend = get_backend()
     if backend.status(instance_id).state == RuntimeState.MISSING:
         return  # created with the current plan when it next starts
+    data_changing.send(sender=Instance, instance=instance, reason="plan_change")
     backend.create(instance_spec(instance))  # rewrites platform.yaml on the existing unit
     backend.update_limits(instance_id, float(instance.plan.cpu_limit), instance.plan.memory_limit_mb)
 
@@ -259,7 +261,8 @@ def instance_spec(instance: Instance) -> InstanceSpec:
     )
 
 
-def _save(instance: Instance, status: str | None = None, *, kind: str = "", **detail) -> None:
+def instance_mark(instance: Instance, status: str | None = None, *, kind: str = "", **detail) -> None:
+    """Record what the worker found or did: the status (with its audit event), keeping the desired state."""
     with transaction.atomic():
         current = _locked(instance)
         # Keep what a request changed meanwhile (desired state); the runtime facts are ours.
@@ -280,7 +283,7 @@ def failure_reason(status: RuntimeStatus) -> str:
     return "stopped unexpectedly"
 
 
-def _wait_up(instance: Instance, backend) -> tuple[bool | None, str | None]:
+def wait_up(instance: Instance, backend) -> tuple[bool | None, str | None]:
     """Wait until the engine answers /healthz: (healthy, None), or (None, why it never came up).
 
     An engine that answers but is unhealthy (say, a config error) is up: its customer must reach
@@ -319,16 +322,17 @@ def _converge_once(instance: Instance) -> None:
     observed = backend.status(instance.instance_id)
     if instance.desired_state == D.DELETED:
         if observed.state != RuntimeState.MISSING:
+            data_changing.send(sender=Instance, instance=instance, reason="delete")
             backend.stop(instance.instance_id, timeout=settings.QM_STOP_TIMEOUT_SECONDS)
             backend.remove(instance.instance_id, keep_data=True)
         instance.healthy = None
-        _save(instance, S.DELETED, kind="deleted")
+        instance_mark(instance, S.DELETED, kind="deleted")
         return
     if instance.desired_state == D.STOPPED:
         if observed.state in (RuntimeState.RUNNING, RuntimeState.RESTARTING):
             backend.stop(instance.instance_id, timeout=settings.QM_STOP_TIMEOUT_SECONDS)
         instance.healthy = None
-        _save(instance, S.STOPPED, kind="stopped")
+        instance_mark(instance, S.STOPPED, kind="stopped")
         return
     # Desired: running.
     if instance.status == S.FAILED:
@@ -344,14 +348,14 @@ def _converge_once(instance: Instance) -> None:
     except BackendError as error:  # e.g. the image is missing: no retry will fix that by itself
         healthy, problem = None, str(error)
     else:
-        healthy, problem = _wait_up(instance, backend)
+        healthy, problem = wait_up(instance, backend)
     if problem is None:
         instance.healthy = healthy
-        _save(instance, S.RUNNING, kind="running")
+        instance_mark(instance, S.RUNNING, kind="running")
         return
     final = backend.status(instance.instance_id)
     instance.healthy = False
     instance.last_exit_code = final.exit_code
     instance.last_failure_reason = problem
     instance.last_failure_at = timezone.now()
-    _save(instance, S.FAILED, kind="failed", reason=problem)
+    instance_mark(instance, S.FAILED, kind="failed", reason=problem)

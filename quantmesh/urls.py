@@ -21,6 +21,7 @@ api_urlpatterns = [
     path("auth/", include("accounts.api.urls")),
     path("billing/", include("billing.api.urls")),
     path("saas/", include("instances.api.urls")),
+    path("saas/", include("backups.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

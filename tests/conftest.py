@@ -37,6 +37,26 @@ def _fresh_cache():
     cache.clear()
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    # --reuse-db: the database may come from a run whose last (committing) tests flushed it; put back
+    # what migrations put there (content types, the default site, the plans).
+    from django.core.management.sql import emit_post_migrate_signal
+
+    with django_db_blocker.unblock():
+        emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
+        plan_catalogue_sync()
+
+
+@pytest.fixture(autouse=True)
+def _plans_in_committing_tests(request):
+    # Committing tests flush the tables between tests, the migration-loaded plans with them.
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None and marker.kwargs.get("transaction"):
+        request.getfixturevalue("transactional_db")
+        plan_catalogue_sync()
+
+
 @pytest.fixture
 def password() -> str:
     return DEFAULT_PASSWORD
@@ -62,7 +82,6 @@ def subscribe(db):
     """Give a user a plan through the local provider: subscribe(user, "professional")."""
 
     def _subscribe(user, plan_code: str = "professional"):
-        plan_catalogue_sync()  # transactional tests flush the migration-loaded plans
         return subscription_grant_local(user=user, plan=plan_get(code=plan_code))
 
     return _subscribe

@@ -85,6 +85,16 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def snapshot(self) -> bytes:
+        """A consistent copy of the whole database, taken while the engine keeps running (SQLite's
+        online backup, into memory: the container's /tmp is small)."""
+        copy = sqlite3.connect(":memory:")
+        try:
+            self.db.backup(copy)
+            return copy.serialize()
+        finally:
+            copy.close()
+
     def transaction(self):
         return _Transaction(self.db)
 

@@ -265,6 +265,12 @@ async def export_config(request: web.Request) -> web.Response:
     )
 
 
+async def backup_database(request: web.Request) -> web.Response:
+    """The database as of now, consistent, for the portal's backups."""
+    engine = request.app[ENGINE_KEY]
+    return web.Response(body=engine.store.snapshot(), content_type="application/vnd.sqlite3")
+
+
 async def metrics(request: web.Request) -> web.Response:
     engine = request.app[ENGINE_KEY]
     lines = []
@@ -477,4 +483,5 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_post("/api/restart", api_restart)
     app.router.add_get("/api/export/trades", export_trades)
     app.router.add_get("/api/export/config", export_config)
+    app.router.add_get("/api/backup/database", backup_database)
     return app

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import os
+import sqlite3
 import stat
 
 import aiohttp
@@ -168,6 +169,21 @@ def test_export_trades_csv_with_filters(data_dir):
             assert (await response.json())["error"]["message"].startswith("until:")
 
     serve(data_dir, scenario)
+
+
+def test_backup_database_is_a_consistent_copy_while_trading(data_dir, tmp_path):
+    async def scenario(session, base, engine):
+        await wait_for(lambda: engine.counters["fills_sell"] > 0, seconds=10)
+        async with session.get(base + "/api/backup/database") as response:
+            assert response.status == 200
+            return await response.read(), engine.counters["fills_buy"] + engine.counters["fills_sell"]
+
+    snapshot, fills_before = serve(data_dir, scenario)
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(snapshot)
+    db = sqlite3.connect(copy)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert db.execute("SELECT count(*) FROM fills").fetchone()[0] >= fills_before
 
 
 def test_bad_config_on_disk_keeps_serving_in_error_state(data_dir):

@@ -105,3 +105,11 @@ class RuntimeBackend(ABC):
     @abstractmethod
     def endpoint(self, instance_id: str) -> tuple[str, int]:
         """Where the portal reaches the engine's HTTP port."""
+
+    @abstractmethod
+    def read_file(self, instance_id: str, name: str) -> bytes | None:
+        """A file of the instance's data volume, running or stopped; None when it does not exist."""
+
+    @abstractmethod
+    def write_files(self, instance_id: str, files: dict[str, bytes]) -> None:
+        """Write files into the instance's data volume (secrets 0600), replacing what is there."""

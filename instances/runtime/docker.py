@@ -123,6 +123,18 @@ class DockerBackend(RuntimeBackend):
             container = self._create_container(spec)
         self._put_files(container, spec.files)
 
+    def read_file(self, instance_id: str, name: str) -> bytes | None:
+        try:
+            chunks, _ = self._get(instance_id).get_archive(f"/data/{name}")
+        except NotFound:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as archive:
+            member = archive.extractfile(name)
+            return member.read() if member else None
+
+    def write_files(self, instance_id: str, files: dict[str, bytes]) -> None:
+        self._put_files(self._get(instance_id), files)
+
     def _create_container(self, spec: InstanceSpec):
         host_network = self.network == "host"
         port = _free_port() if host_network else ENGINE_PORT

@@ -82,12 +82,7 @@ class ProcessBackend(RuntimeBackend):
         data = directory / "data"
         data.mkdir(parents=True, exist_ok=True)
         os.chmod(data, 0o700)
-        for name, content in spec.files.items():
-            path = data / name
-            # Secrets are created 0600 before any byte is written.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if name in SECRET_FILES else 0o644)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(content)
+        self.write_files(spec.instance_id, spec.files)
         state = self._state(spec.instance_id) or {"port": _free_port(), "created_at": time.time()}
         state.update(
             owner_id=spec.owner_id,
@@ -291,6 +286,20 @@ class ProcessBackend(RuntimeBackend):
             memory_limit_mb=state["memory_limit_mb"],
             started_at=started,
         )
+
+    def read_file(self, instance_id: str, name: str) -> bytes | None:
+        try:
+            return (self._dir(instance_id) / "data" / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_files(self, instance_id: str, files: dict[str, bytes]) -> None:
+        data = self._dir(instance_id) / "data"
+        for name, content in files.items():
+            # Secrets are created 0600 before any byte is written.
+            fd = os.open(data / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if name in SECRET_FILES else 0o644)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
 
     def update_limits(self, instance_id: str, cpu_limit: float, memory_limit_mb: int) -> None:
         state = self._state(instance_id)

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "accounts",
     "billing",
     "instances",
+    "backups",
 ]
 
 MIDDLEWARE = [
@@ -156,7 +157,28 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Backups: a local directory by default; S3-compatible object storage when QM_BACKUP_S3_BUCKET is set
+# (credentials from the usual AWS_* environment variables).
+QM_BACKUP_S3_BUCKET = env.str("QM_BACKUP_S3_BUCKET", default="")
+if QM_BACKUP_S3_BUCKET:
+    BACKUP_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": QM_BACKUP_S3_BUCKET,
+            "endpoint_url": env.str("QM_BACKUP_S3_ENDPOINT_URL", default="") or None,
+            "location": "backups",
+            "default_acl": "private",
+            "file_overwrite": False,
+        },
+    }
+else:
+    BACKUP_STORAGE = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": env.path("QM_BACKUP_DIR", default=VAR_DIR / "backups")},
+    }
+QM_BACKUP_RETENTION_DAYS = env.int("QM_BACKUP_RETENTION_DAYS", default=30)
 STORAGES = {
+    "backups": BACKUP_STORAGE,
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
@@ -265,4 +287,6 @@ QM_WS_HEARTBEAT_SECONDS = env.float("QM_WS_HEARTBEAT_SECONDS", default=20)
 CELERY_BEAT_SCHEDULE = {
     "instances-reconcile": {"task": "instances.tasks.reconcile", "schedule": QM_RECONCILE_INTERVAL_SECONDS},
     "billing-expire-subscriptions": {"task": "billing.tasks.expire_subscriptions", "schedule": 300},
+    "backups-daily": {"task": "backups.tasks.daily", "schedule": 3600},  # each instance once a day
+    "backups-prune": {"task": "backups.tasks.prune", "schedule": 3600},
 }

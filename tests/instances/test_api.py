@@ -12,11 +12,12 @@ from rest_framework.test import APIClient
 
 from accounts.services import api_token_create
 from instances.models import Instance, InstanceEvent
+from tests.db import committing_db
 
 from .conftest import running_rows
 
 # serialized_rollback keeps the plan catalogue that the migrations loaded.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = committing_db
 ID = re.compile(r"^qm-([a-z0-9]{6})-(\d{10})$")
 
 

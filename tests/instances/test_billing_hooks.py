@@ -13,8 +13,9 @@ from accounts.services import api_token_create
 from billing.models import Subscription
 from billing.services import subscriptions_expire
 from instances.models import Instance
+from tests.db import committing_db
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = committing_db
 
 
 def platform_file(runtime, instance_id: str) -> dict:

@@ -13,10 +13,12 @@ from pathlib import Path
 import pyotp
 import pytest
 
+from tests.db import committing_db
+
 from ..conftest import require_service
 from ..live_server import live_portal
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = committing_db
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = [

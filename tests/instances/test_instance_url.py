@@ -13,10 +13,11 @@ import pytest
 from accounts.services import api_token_create
 from instances.models import Instance
 from quantmesh.crypto import decrypt
+from tests.db import committing_db
 
 from ..live_server import console_login, http_request, live_portal
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = committing_db
 
 
 @pytest.fixture

@@ -14,10 +14,11 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from accounts.services import api_token_create
+from tests.db import committing_db
 
 from ..live_server import live_portal
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = committing_db
 
 
 def api(base: str, token: str, method: str, path: str, body: dict | None = None) -> dict:

@@ -13,11 +13,12 @@ from django.utils import timezone
 from instances.models import Instance, InstanceEvent
 from instances.reconcile import reconcile_pass
 from instances.runtime.base import InstanceSpec
+from tests.db import committing_db
 
 from .conftest import kill_engine, running_rows
 
 # serialized_rollback keeps the plan catalogue that the migrations loaded.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = committing_db
 
 
 def test_crashed_engine_is_restarted_and_the_reason_recorded(create_instance, runtime, settings):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from instances.models import Instance
+from tests.db import committing_db
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = committing_db
 
 
 @pytest.fixture

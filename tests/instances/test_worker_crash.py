@@ -21,10 +21,11 @@ from django.utils import timezone
 from instances.models import Instance
 from instances.reconcile import reconcile_pass
 from quantmesh.celery import app as celery_app
+from tests.db import committing_db
 
 from ..conftest import require_service
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = committing_db
 ROOT = settings.BASE_DIR
 
 

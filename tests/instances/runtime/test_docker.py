@@ -9,9 +9,10 @@ import pytest
 
 from instances.models import Instance
 from quantmesh.crypto import decrypt
+from tests.db import committing_db
 
 pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    committing_db,
     pytest.mark.parametrize("runtime", ["docker"], indirect=True),
 ]
 

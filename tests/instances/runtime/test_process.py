@@ -8,9 +8,10 @@ import stat
 import pytest
 
 from instances.runtime.cgroups import Cgroup
+from tests.db import committing_db
 
 pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    committing_db,
     pytest.mark.parametrize("runtime", ["process"], indirect=True),
 ]
 

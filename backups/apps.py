@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class BackupsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "backups"
+
+    def ready(self) -> None:
+        from . import receivers  # noqa: F401  (connect the signal receivers)

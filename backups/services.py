@@ -1,0 +1,181 @@
+"""Backups: take one (consistently, while the engine runs), restore one, prune old ones."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+from django.db import transaction
+from django.utils import timezone
+
+from instances import engine_client
+from instances.events import instance_event_record
+from instances.locks import converge_lock
+from instances.models import Instance
+from instances.runtime import get_backend
+from instances.runtime.base import BackendError, RuntimeState
+from quantmesh.api.errors import ApiError
+
+from . import archive
+from .models import Backup
+from .signals import backup_failed
+
+logger = logging.getLogger(__name__)
+S = Instance.Status
+
+
+def _storage():
+    return storages["backups"]
+
+
+def _collect(instance: Instance, backend) -> dict[str, bytes]:
+    """The instance's data files; the database copied consistently whether the engine runs or not."""
+    instance_id = instance.instance_id
+    database = None
+    if backend.status(instance_id).state == RuntimeState.RUNNING:
+        reply = engine_client.engine_request(instance, "/api/backup/database", backend=backend, timeout=30)
+        if reply is not None and reply.status == 200:
+            database = archive.database_standalone(reply.body)
+    if database is None:
+        stored = backend.read_file(instance_id, archive.DATABASE)
+        if stored is None:
+            raise archive.BackupError("the instance has no engine database yet")
+        database = archive.database_consolidated(stored, backend.read_file(instance_id, archive.DATABASE + "-wal"))
+    files = {archive.DATABASE: database}
+    for name in (archive.CONFIG, archive.SECRETS):
+        content = backend.read_file(instance_id, name)
+        if content is not None:
+            files[name] = content
+    return files
+
+
+def backup_create(*, instance: Instance, kind: str) -> Backup:
+    """Back the instance up now. A failure is recorded as a failed backup (and alerted), not raised."""
+    backup = Backup(instance=instance, owner_id=instance.owner_id, kind=kind, created_at=timezone.now())
+    try:
+        files = _collect(instance, get_backend())
+        blob = archive.build(files, instance_id=instance.instance_id, created_at=backup.created_at.isoformat())
+        manifest = archive.read(blob)[1]
+        key = f"{instance.owner_id}/{instance.instance_id}/{backup.backup_id}.tar.gz"
+        backup.storage_key = _storage().save(key, ContentFile(blob))
+        backup.size_bytes = len(blob)
+        backup.sha256 = archive._sha256(blob)
+        backup.manifest = manifest
+        backup.status = Backup.Status.OK
+    except (archive.BackupError, BackendError, OSError) as error:
+        logger.warning("backup of %s failed: %s", instance.instance_id, error)
+        backup.status = Backup.Status.FAILED
+        backup.error = str(error)
+    backup.save()
+    if backup.status == Backup.Status.FAILED:
+        transaction.on_commit(lambda: backup_failed.send(sender=Backup, backup=backup))
+    return backup
+
+
+def backup_read(*, backup: Backup) -> dict[str, bytes]:
+    """The backup's files, verified; ApiError 409 naming the problem when it cannot be used."""
+    if backup.status != Backup.Status.OK:
+        raise ApiError(code="backup_unusable", message=f"{backup.backup_id} failed: {backup.error}", status_code=409)
+    try:
+        with _storage().open(backup.storage_key, "rb") as handle:
+            blob = handle.read()
+    except (FileNotFoundError, OSError):
+        raise ApiError(
+            code="backup_missing",
+            message=f"The file of {backup.backup_id} is missing from backup storage; nothing was changed.",
+            status_code=409,
+        ) from None
+    try:
+        return archive.read(blob, expected_sha256=backup.sha256)[0]
+    except archive.BackupError as error:
+        raise ApiError(
+            code="backup_corrupt", message=f"{backup.backup_id}: {error}; nothing was changed.", status_code=409
+        ) from None
+
+
+def backup_open(*, backup: Backup):
+    """The backup file for download."""
+    backup_read(backup=backup)  # refuse to hand out a file that would not restore
+    return _storage().open(backup.storage_key, "rb")
+
+
+def backup_restore(*, backup: Backup, target: Instance | None = None, actor=None) -> Instance:
+    """Restore into the same instance (default) or into a new one of the same plan (`target` made by
+    the caller). The backup is verified before the instance is touched; the work runs in a task."""
+    backup_read(backup=backup)
+    target = target or backup.instance
+    if target.owner_id != backup.owner_id:
+        raise ApiError(code="not_found", message="No such instance.", status_code=404)
+    if target.status in (S.DELETING, S.DELETED) or target.desired_state == Instance.Desired.DELETED:
+        raise ApiError(
+            code="instance_deleted",
+            message="That instance is deleted: restore the backup into a new instance instead.",
+            status_code=409,
+        )
+    instance_event_record(
+        instance=target, kind="restore_requested", actor=actor, from_status=target.status, backup=backup.backup_id
+    )
+    backup_pk, target_id = backup.pk, target.instance_id
+    transaction.on_commit(lambda: _restore_task(backup_pk, target_id))
+    return target
+
+
+def _restore_task(backup_pk: int, instance_id: str) -> None:
+    from .tasks import restore
+
+    restore.delay(backup_pk, instance_id)
+
+
+def backup_restore_apply(*, backup_pk: int, instance_id: str) -> None:
+    """The worker side of a restore: stop, write the files, start; idempotent (the same files again)."""
+    from instances import services as instance_services
+
+    backup = Backup.objects.select_related("instance").get(pk=backup_pk)
+    instance = Instance.objects.select_related("plan", "owner").get(instance_id=instance_id)
+    files = backup_read(backup=backup)
+    backend = get_backend()
+    with converge_lock(instance_id, timeout=settings.QM_PROVISION_TIMEOUT_SECONDS * 2):
+        instance.refresh_from_db()
+        run_after = instance.desired_state == Instance.Desired.RUNNING
+        instance_services.instance_mark(instance, S.RESTARTING, kind="restore_started", backup=backup.backup_id)
+        backend.create(instance_services.instance_spec(instance))  # a new target may still be provisioning
+        backend.stop(instance_id, settings.QM_STOP_TIMEOUT_SECONDS)
+        # An old write-ahead log would be replayed over the restored database: empty it.
+        backend.write_files(instance_id, {**files, archive.DATABASE + "-wal": b"", archive.DATABASE + "-shm": b""})
+        if not run_after:
+            instance_services.instance_mark(instance, S.STOPPED, kind="restored", backup=backup.backup_id)
+            return
+        backend.start(instance_id)
+        healthy, why = instance_services.wait_up(instance, backend)
+        if why is not None:
+            instance_services.instance_mark(instance, S.FAILED, kind="failed", reason=f"after restore: {why}")
+            return
+        instance.healthy = healthy
+        instance_services.instance_mark(instance, S.RUNNING, kind="restored", backup=backup.backup_id)
+
+
+def backups_daily() -> int:
+    """Periodic: a daily backup of every instance not backed up in the last day. Returns how many."""
+    since = timezone.now() - timedelta(hours=23)
+    done = 0
+    for instance in Instance.objects.exclude(status__in=[S.DELETED, S.DELETING, S.PROVISIONING]).exclude(
+        backups__created_at__gte=since, backups__status=Backup.Status.OK
+    ):
+        backup_create(instance=instance, kind=Backup.Kind.DAILY)
+        done += 1
+    return done
+
+
+def backups_prune(*, now=None) -> int:
+    """Periodic: delete backups (files and rows) older than the retention period. Returns how many."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.QM_BACKUP_RETENTION_DAYS)
+    pruned = 0
+    for backup in Backup.objects.filter(created_at__lt=cutoff):
+        if backup.storage_key:
+            _storage().delete(backup.storage_key)
+        backup.delete()
+        pruned += 1
+    return pruned
