@@ -4,6 +4,7 @@ from django.urls import include, path
 from django_otp.admin import OTPAdminSite
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from backups import views as backup_views
 from billing import views as billing_views
 from instances import views as instance_views
 from instances.proxy import forward_auth
@@ -36,6 +37,7 @@ urlpatterns = [
     path("instances/new", instance_views.instance_create, name="instance_create"),
     path("instances/<str:instance_id>", instance_views.instance_detail, name="instance_detail"),
     path("instances/<str:instance_id>/open", instance_views.instance_open, name="instance_open"),
+    path("instances/<str:instance_id>/backups", backup_views.instance_backups, name="instance_backups"),
     path("instances/<str:instance_id>/<str:action>", instance_views.instance_action, name="instance_action"),
     path("__quantmesh/login", instance_views.instance_ticket_login, name="instance_ticket_login"),
     path("internal/forward-auth", forward_auth, name="instance_forward_auth"),

@@ -39,12 +39,13 @@ def _fresh_cache():
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
-    # --reuse-db: the database may come from a run whose last (committing) tests flushed it; put back
-    # what migrations put there (content types, the default site, the plans).
-    from django.core.management.sql import emit_post_migrate_signal
+    # --reuse-db: the database may come from an earlier run, flushed by its committing tests or left
+    # half-full by an interrupted one. Start from empty tables plus what migrations put there
+    # (content types and the default site by post_migrate, the plans).
+    from django.core.management import call_command
 
     with django_db_blocker.unblock():
-        emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
+        call_command("flush", interactive=False, verbosity=0)
         plan_catalogue_sync()
 
 

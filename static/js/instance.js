@@ -72,9 +72,6 @@
     }
   }
 
-  document.querySelectorAll("form[data-confirm]").forEach((form) => {
-    form.addEventListener("submit", (event) => { if (!confirm(form.dataset.confirm)) event.preventDefault(); });
-  });
   connect();
   metrics();
   setInterval(metrics, 5000);

@@ -316,3 +316,20 @@ def _empty_db() -> bytes:
     db = sqlite3.connect(":memory:")
     db.execute("CREATE TABLE fills (id INTEGER PRIMARY KEY)")
     return db.serialize()
+
+
+@pytest.mark.parametrize("runtime", ["process"], indirect=True)
+def test_console_backups_page(create_instance, runtime, customer, client):
+    instance_id = create_instance()["instance_id"]
+    client.force_login(customer)
+    page = client.get(f"/instances/{instance_id}/backups")
+    assert page.status_code == 200 and b"Back up now" in page.content
+    response = client.post(f"/instances/{instance_id}/backups", {"action": "create"}, follow=True)
+    backup = Backup.objects.get(instance__instance_id=instance_id, kind="manual")
+    assert backup.backup_id.encode() in response.content and b"taken" in response.content
+    response = client.post(
+        f"/instances/{instance_id}/backups", {"action": "restore", "backup_id": backup.backup_id, "into": "same"}
+    )
+    assert response.status_code == 302 and response["Location"] == f"/instances/{instance_id}"
+    assert Instance.objects.get(instance_id=instance_id).events.filter(kind="restored").exists()
+    assert client.get("/instances/qm-nope00-1700000000/backups").status_code == 404
