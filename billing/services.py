@@ -18,7 +18,7 @@ from . import stripe_gateway
 from .catalogue import PLAN_CATALOGUE, yearly_price_cents
 from .models import BillingEvent, Plan, Referral, ReferralCode, Subscription
 from .selectors import ENTITLED_STATUSES, TRIAL_DAYS, entitlements_for
-from .signals import entitlement_lost, plan_change_check, plan_changed
+from .signals import entitlement_lost, payment_failed, plan_change_check, plan_changed
 
 logger = logging.getLogger(__name__)
 
@@ -341,6 +341,7 @@ def subscription_sync_from_stripe(*, stripe_subscription, source: str = "stripe"
             )
         if newly_past_due:
             billing_event_record(user=user, kind=BillingEvent.Kind.PAYMENT_FAILED, source=source)
+            transaction.on_commit(lambda: payment_failed.send(sender=Subscription, user=user))
         if recovered:
             billing_event_record(user=user, kind=BillingEvent.Kind.PAYMENT_RECOVERED, source=source)
         if was_entitled and not entitled:

@@ -12,6 +12,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from .models import Instance, InstanceEvent
+from .signals import instance_event_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def _publish_on_commit(event: InstanceEvent) -> None:
         "at": event.created_at.isoformat(),
     }
     transaction.on_commit(lambda: _publish(instance.instance_id, message))
+    transaction.on_commit(lambda: instance_event_recorded.send(sender=InstanceEvent, event=event))
 
 
 def instance_event_record(*, instance: Instance, kind: str, actor=None, from_status: str = "", **detail):

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django_otp.admin import OTPAdminSite
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from alerts import views as alert_views
 from backups import views as backup_views
 from billing import views as billing_views
 from instances import views as instance_views
@@ -23,6 +24,7 @@ api_urlpatterns = [
     path("billing/", include("billing.api.urls")),
     path("saas/", include("instances.api.urls")),
     path("saas/", include("backups.api.urls")),
+    path("saas/", include("alerts.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -42,6 +44,7 @@ urlpatterns = [
     path("__quantmesh/login", instance_views.instance_ticket_login, name="instance_ticket_login"),
     path("internal/forward-auth", forward_auth, name="instance_forward_auth"),
     path("internal/traefik/dynamic", traefik_provider, name="traefik_provider"),
+    path("settings/notifications", alert_views.notification_settings, name="notification_settings"),
     path("billing/", billing_views.billing, name="billing"),
     path("billing/portal", billing_views.billing_portal, name="billing_portal"),
     path("r/<str:code>", billing_views.referral_landing, name="referral"),

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "billing",
     "instances",
     "backups",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -157,6 +158,13 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Alerts: Telegram's Bot API (tests point QM_TELEGRAM_API_URL at a local server); the same alert
+# is not sent twice within the de-duplication window.
+QM_TELEGRAM_BOT_TOKEN = env.str("QM_TELEGRAM_BOT_TOKEN", default="")
+QM_TELEGRAM_API_URL = env.str("QM_TELEGRAM_API_URL", default="https://api.telegram.org")
+QM_ALERT_DEDUPE_SECONDS = env.int("QM_ALERT_DEDUPE_SECONDS", default=1800)
+QM_ALERT_RESOURCE_THRESHOLD = env.float("QM_ALERT_RESOURCE_THRESHOLD", default=0.9)
+
 # Backups: a local directory by default; S3-compatible object storage when QM_BACKUP_S3_BUCKET is set
 # (credentials from the usual AWS_* environment variables).
 QM_BACKUP_S3_BUCKET = env.str("QM_BACKUP_S3_BUCKET", default="")
@@ -287,6 +295,7 @@ QM_WS_HEARTBEAT_SECONDS = env.float("QM_WS_HEARTBEAT_SECONDS", default=20)
 CELERY_BEAT_SCHEDULE = {
     "instances-reconcile": {"task": "instances.tasks.reconcile", "schedule": QM_RECONCILE_INTERVAL_SECONDS},
     "billing-expire-subscriptions": {"task": "billing.tasks.expire_subscriptions", "schedule": 300},
+    "alerts-watch": {"task": "alerts.tasks.watch", "schedule": 60},
     "backups-daily": {"task": "backups.tasks.daily", "schedule": 3600},  # each instance once a day
     "backups-prune": {"task": "backups.tasks.prune", "schedule": 3600},
 }

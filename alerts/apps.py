@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class AlertsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "alerts"
+
+    def ready(self) -> None:
+        from . import receivers  # noqa: F401  (connect the signal receivers)

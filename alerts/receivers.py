@@ -1,0 +1,65 @@
+"""Alerts listening to the product: instance events, failed payments, failed backups."""
+
+from __future__ import annotations
+
+from django.dispatch import receiver
+
+from backups.signals import backup_failed
+from billing.signals import payment_failed
+from instances.signals import instance_event_recorded
+
+from .models import AlertKind
+from .services import alert_raise
+
+INSTANCE_EVENTS = {
+    "crashed": (AlertKind.INSTANCE_DOWN, "{id} crashed", "The engine stopped: {reason}. It is being restarted."),
+    "crash_loop": (
+        AlertKind.INSTANCE_DOWN,
+        "{id} is crash-looping",
+        "The engine keeps crashing ({reason}) and was left stopped. Check its logs and configuration, then start it.",
+    ),
+    "failed": (AlertKind.INSTANCE_DOWN, "{id} failed", "The instance failed: {reason}."),
+    "unhealthy": (
+        AlertKind.INSTANCE_UNHEALTHY,
+        "{id} is unhealthy",
+        "The engine runs but its heartbeat is stale ({reason}). Check its logs.",
+    ),
+}
+
+
+@receiver(instance_event_recorded)
+def alert_on_instance_event(sender, event, **kwargs) -> None:
+    if event.kind not in INSTANCE_EVENTS:
+        return
+    kind, subject, message = INSTANCE_EVENTS[event.kind]
+    instance = event.instance
+    values = {"id": instance.instance_id, "reason": event.detail.get("reason", "no reason recorded")}
+    alert_raise(
+        user=instance.owner,
+        kind=kind,
+        instance=instance,
+        subject=subject.format(**values),
+        message=message.format(**values),
+    )
+
+
+@receiver(payment_failed)
+def alert_on_payment_failed(sender, user, **kwargs) -> None:
+    alert_raise(
+        user=user,
+        kind=AlertKind.PAYMENT_FAILED,
+        subject="Your QuantMesh Cloud payment failed",
+        message="Your last payment failed. Update your card on the billing page, or your instances will be stopped "
+        "when the grace period ends (their data is kept).",
+    )
+
+
+@receiver(backup_failed)
+def alert_on_backup_failed(sender, backup, **kwargs) -> None:
+    alert_raise(
+        user=backup.owner,
+        kind=AlertKind.BACKUP_FAILED,
+        instance=backup.instance,
+        subject=f"Backup of {backup.instance.instance_id} failed",
+        message=f"The {backup.get_kind_display().lower()} backup failed: {backup.error}",
+    )

@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from .models import Alert
+
+
+def alert_list(*, user, limit: int = 50) -> QuerySet[Alert]:
+    return Alert.objects.filter(user=user).select_related("instance").order_by("-created_at", "-id")[:limit]
