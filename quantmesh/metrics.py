@@ -77,6 +77,12 @@ class PlatformCollector:
             value = sorted(durations)[int(quantile * (len(durations) - 1))] if durations else 0
             provisioning.add_metric([str(quantile)], value)
         yield provisioning
+        failures = InstanceEvent.objects.filter(
+            kind="failed", from_status="provisioning", created_at__gte=time_ago(3600)
+        ).count()
+        yield GaugeMetricFamily(
+            "quantmesh_provisioning_failures_last_hour", "Instances that failed to provision.", value=failures
+        )
 
         last = cache.get(RECONCILE_CACHE_KEY) or {}
         for name, help_text in (
@@ -169,7 +175,28 @@ def engine_metrics_view(request, instance_id: str):
     instance = Instance.objects.filter(instance_id=instance_id).exclude(status=Instance.Status.DELETED).first()
     if instance is None:
         raise Http404
-    reply = engine_client.engine_request(instance, "/metrics", backend=get_backend(), timeout=5)
+    backend = get_backend()
+    reply = engine_client.engine_request(instance, "/metrics", backend=backend, timeout=5)
     if reply is None or reply.status != 200:
         return HttpResponse("engine not answering\n", status=503, content_type="text/plain")
-    return HttpResponse(reply.body, content_type="text/plain; version=0.0.4")
+    return HttpResponse(reply.body + _runtime_metrics(backend, instance_id), content_type="text/plain; version=0.0.4")
+
+
+def _runtime_metrics(backend, instance_id: str) -> bytes:
+    """What the runtime knows and the engine cannot: CPU and memory against the plan's limits."""
+    from instances.runtime.base import BackendError
+
+    try:
+        stats = backend.stats(instance_id)
+    except BackendError:
+        return b""
+    lines = []
+    for name, help_text, value in (
+        ("cpu_ratio", "CPU used, as a fraction of the plan's CPU limit.", stats.cpu_usage),
+        ("cpu_limit_cores", "The plan's CPU limit.", stats.cpu_limit),
+        ("memory_bytes", "Memory used.", stats.memory_bytes),
+        ("memory_limit_bytes", "The plan's memory limit.", stats.memory_limit_mb * 1024 * 1024),
+    ):
+        lines += [f"# HELP quantmesh_instance_{name} {help_text}", f"# TYPE quantmesh_instance_{name} gauge"]
+        lines.append(f"quantmesh_instance_{name} {value}")
+    return ("\n".join(lines) + "\n").encode()

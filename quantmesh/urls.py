@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django_otp.admin import OTPAdminSite
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -12,7 +12,7 @@ from instances.proxy import forward_auth
 from instances.traefik import provider as traefik_provider
 from quantmesh.api.errors import json_or_html
 
-from . import metrics, views
+from . import grafana, metrics, views
 
 # Staff reach the admin only with a verified second factor.
 admin.site.__class__ = OTPAdminSite
@@ -43,6 +43,12 @@ urlpatterns = [
     path("instances/<str:instance_id>/<str:action>", instance_views.instance_action, name="instance_action"),
     path("__quantmesh/login", instance_views.instance_ticket_login, name="instance_ticket_login"),
     path("internal/forward-auth", forward_auth, name="instance_forward_auth"),
+    path("internal/grafana-auth", grafana.grafana_auth_view, name="grafana_auth"),
+    re_path(
+        r"^internal/prometheus-tenant/api/v1/(?P<api_path>[a-z_]+(?:/[A-Za-z0-9_.:-]+/values)?)$",
+        grafana.tenant_prometheus_view,
+        name="prometheus_tenant",
+    ),
     path("internal/traefik/dynamic", traefik_provider, name="traefik_provider"),
     path("settings/notifications", alert_views.notification_settings, name="notification_settings"),
     path("billing/", billing_views.billing, name="billing"),

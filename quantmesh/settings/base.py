@@ -290,6 +290,9 @@ QM_TRAEFIK_CERT_RESOLVER = env.str("QM_TRAEFIK_CERT_RESOLVER", default="letsencr
 # service-discovery target (default: the Host Prometheus used).
 QM_METRICS_TOKEN = env.str("QM_METRICS_TOKEN", default="")
 QM_METRICS_PORTAL_TARGET = env.str("QM_METRICS_PORTAL_TARGET", default="")
+# Grafana: its data source is the portal's tenant filter in front of Prometheus.
+QM_PROMETHEUS_URL = env.str("QM_PROMETHEUS_URL", default="http://prometheus:9090")
+QM_GRAFANA_DATASOURCE_TOKEN = env.str("QM_GRAFANA_DATASOURCE_TOKEN", default="")
 QM_WS_HEARTBEAT_SECONDS = env.float("QM_WS_HEARTBEAT_SECONDS", default=20)
 
 CELERY_BEAT_SCHEDULE = {
