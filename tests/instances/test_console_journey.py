@@ -43,6 +43,17 @@ def browser():
         browser.close()
 
 
+def unlabelled(page) -> list[str]:
+    """Form controls a screen reader could not name: no <label>, aria-label or aria-labelledby."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea')]
+            .filter((el) => el.type !== 'hidden' && el.offsetParent !== null)
+            .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                            && !el.getAttribute('aria-labelledby'))
+            .map((el) => el.name || el.id || el.outerHTML.slice(0, 60))"""
+    )
+
+
 def latest_link(mail_dir: Path, pattern: str) -> str:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -113,6 +124,18 @@ def test_customer_journey(browser, runtime, tmp_path):
         page.wait_for_function("document.getElementById('uptime').textContent !== '—'")
         page.wait_for_function("document.querySelector('#cpu-chart polyline').getAttribute('points') !== ''")
         shot("instance")
+        assert unlabelled(page) == []
+
+        # Back it up from its Backups page.
+        instance_url = page.url
+        page.click("text=Backups and restore")
+        page.click("main button:has-text('Back up now')")
+        page.wait_for_selector("main table code")
+        assert "taken" in page.inner_text("main")
+        assert unlabelled(page) == []
+        shot("backups")
+        page.goto(instance_url)
+        page.wait_for_function("document.getElementById('status').textContent.toLowerCase() === 'running'")
 
         # Stop, start, delete (with confirmation).
         page.once("dialog", lambda dialog: dialog.accept())  # stopping asks first
@@ -132,6 +155,24 @@ def test_customer_journey(browser, runtime, tmp_path):
         page.click("main button:has-text('Create token')")
         assert page.inner_text("#token-value").startswith("qm_")
         shot("tokens")
+
+        # Notification settings: Telegram needs a chat id; the form keeps what was typed.
+        page.goto(f"{base}/settings/notifications")
+        page.uncheck("input[value=resource_high]")
+        page.click("main button:has-text('Save')")
+        page.wait_for_selector("text=Notification settings saved.")
+        assert not page.is_checked("input[value=resource_high]") and page.is_checked("input[value=instance_down]")
+        assert unlabelled(page) == []
+        shot("notifications")
+
+        # On a phone: nothing wider than the screen.
+        page.set_viewport_size({"width": 390, "height": 844})
+        for path, name in (("/", "dashboard-phone"), ("/billing/", "billing-phone")):
+            page.goto(base + path)
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path
+            assert unlabelled(page) == []
+            shot(name)
+        page.set_viewport_size({"width": 1280, "height": 900})
 
         # Switch to Chinese.
         with page.expect_navigation():
