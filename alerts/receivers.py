@@ -29,12 +29,23 @@ INSTANCE_EVENTS = {
 
 @receiver(instance_event_recorded)
 def alert_on_instance_event(sender, event, **kwargs) -> None:
-    if event.kind not in INSTANCE_EVENTS:
-        return
+    # Raised by a worker, not inside the pass that saw it (reconcile may record thousands at once).
+    if event.kind in INSTANCE_EVENTS:
+        from .tasks import instance_event_alert
+
+        instance_event_alert.delay(event.pk)
+
+
+def alert_for_instance_event(*, event_id: int):
+    from instances.models import InstanceEvent
+
+    event = InstanceEvent.objects.select_related("instance__owner").filter(pk=event_id).first()
+    if event is None or event.kind not in INSTANCE_EVENTS:
+        return None
     kind, subject, message = INSTANCE_EVENTS[event.kind]
     instance = event.instance
     values = {"id": instance.instance_id, "reason": event.detail.get("reason", "no reason recorded")}
-    alert_raise(
+    return alert_raise(
         user=instance.owner,
         kind=kind,
         instance=instance,

@@ -17,6 +17,13 @@ def deliver(self, alert_id: int) -> None:
         raise self.retry(exc=error, countdown=min(300, 5 * 2**self.request.retries)) from None
 
 
+@shared_task(acks_late=True)
+def instance_event_alert(event_id: int) -> None:
+    from .receivers import alert_for_instance_event
+
+    alert_for_instance_event(event_id=event_id)
+
+
 @shared_task
 def watch() -> int:
     return services.instances_watch()

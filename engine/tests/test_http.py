@@ -174,9 +174,10 @@ def test_export_trades_csv_with_filters(data_dir):
 def test_backup_database_is_a_consistent_copy_while_trading(data_dir, tmp_path):
     async def scenario(session, base, engine):
         await wait_for(lambda: engine.counters["fills_sell"] > 0, seconds=10)
+        booked = engine.counters["fills_buy"] + engine.counters["fills_sell"]  # before: it keeps trading
         async with session.get(base + "/api/backup/database") as response:
             assert response.status == 200
-            return await response.read(), engine.counters["fills_buy"] + engine.counters["fills_sell"]
+            return await response.read(), booked
 
     snapshot, fills_before = serve(data_dir, scenario)
     copy = tmp_path / "copy.db"

@@ -141,7 +141,8 @@ def test_backup_then_change_then_restore_gives_the_exact_data_back(create_instan
     )
     assert response.status_code == 202
     instance = Instance.objects.get(instance_id=instance_id)
-    assert (instance.status, instance.desired_state) == ("running", "running")
+    events = list(instance.events.values_list("kind", "detail"))
+    assert (instance.status, instance.desired_state) == ("running", "running"), (events, runtime.logs(instance_id, 30))
     restored = _fills(_engine(instance_id, runtime, "GET", "/api/backup/database"))
     assert restored[: len(saved_fills)] == saved_fills
     config = json.loads(_engine(instance_id, runtime, "GET", "/api/config"))

@@ -13,14 +13,12 @@ from djstripe.models import WebhookEndpoint
 from accounts import services as account_services
 from billing.models import Plan
 
-from .stripe_server import StripeTestServer
+from .stripe_server import StripeTestServer, shared_stripe_server
 
 
 @pytest.fixture(scope="session")
 def stripe_server():
-    server = StripeTestServer()
-    server.start()
-    return server
+    return shared_stripe_server()
 
 
 @dataclass

@@ -279,3 +279,15 @@ class StripeTestServer:
                 item["price"] = copy.deepcopy(self.objects[change["price"]])
             return 200, obj
         return 405, {"error": {"type": "invalid_request_error", "message": f"{method} not recorded for {kind}"}}
+
+
+_shared: StripeTestServer | None = None
+
+
+def shared_stripe_server() -> StripeTestServer:
+    """The one server of this test process (localstripe's app can be started only once)."""
+    global _shared
+    if _shared is None:
+        _shared = StripeTestServer()
+        _shared.start()
+    return _shared
