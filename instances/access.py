@@ -33,9 +33,18 @@ def instance_host_pattern() -> re.Pattern:
     return re.compile(rf"^instance-([a-z0-9]{{6}})\.{re.escape(settings.QM_BASE_DOMAIN)}(?::\d+)?$", re.IGNORECASE)
 
 
-def slug_from_host(host: str) -> str | None:
+def slug_from_host(host: str, *, custom_domains: bool = False) -> str | None:
+    """The instance a host name is for: instance-<slug>.<domain>, or (when asked: it costs a query)
+    a verified custom domain."""
     match = instance_host_pattern().match(host or "")
-    return match.group(1).lower() if match else None
+    if match:
+        return match.group(1).lower()
+    if custom_domains:
+        from .domains import instance_for_domain
+
+        instance = instance_for_domain(host)
+        return instance.slug if instance else None
+    return None
 
 
 @dataclass(frozen=True)

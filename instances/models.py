@@ -95,3 +95,21 @@ class InstanceEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instance_id} {self.kind} {self.from_status}→{self.to_status}"
+
+
+class CustomDomain(models.Model):
+    """A customer's own host name for an instance (professional and above): a CNAME to the instance
+    host, verified by a DNS lookup before Traefik routes it and asks Let's Encrypt for its certificate."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="domains")
+    domain = models.CharField(max_length=253, unique=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return self.domain

@@ -129,7 +129,7 @@ class InstanceRouter:
 def forward_auth(request):
     """Traefik forwardAuth: 200 when the caller owns the instance, else 404. It never returns the
     engine secret (a client could read it); Traefik's per-instance route adds that header itself."""
-    slug = access.slug_from_host(request.headers.get("X-Forwarded-Host", ""))
+    slug = access.slug_from_host(request.headers.get("X-Forwarded-Host", ""), custom_domains=True)
     grant = slug and access.authorize(
         slug=slug,
         authorization=request.headers.get("Authorization", ""),

@@ -26,3 +26,10 @@ def reconcile() -> dict:
     report = reconcile_module.reconcile_pass()
     record_reconcile(report)
     return report.as_dict()
+
+
+@shared_task
+def domains_recheck() -> int:
+    from .domains import domains_recheck as recheck
+
+    return recheck()

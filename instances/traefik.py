@@ -11,11 +11,12 @@ from __future__ import annotations
 import hmac
 
 from django.conf import settings
+from django.db.models import Prefetch
 from django.http import Http404, JsonResponse
 
 from quantmesh.crypto import decrypt
 
-from .models import Instance
+from .models import CustomDomain, Instance
 from .runtime.docker import DockerBackend
 
 
@@ -32,13 +33,17 @@ def dynamic_config() -> dict:
             },
         },
     )
-    live = Instance.objects.exclude(status__in=[Instance.Status.DELETED, Instance.Status.DELETING]).only(
-        "instance_id", "slug", "proxy_secret_encrypted"
+    live = (
+        Instance.objects.exclude(status__in=[Instance.Status.DELETED, Instance.Status.DELETING])
+        .only("instance_id", "slug", "proxy_secret_encrypted")
+        .prefetch_related(Prefetch("domains", CustomDomain.objects.filter(verified_at__isnull=False)))
     )
     tls = {"certResolver": settings.QM_TRAEFIK_CERT_RESOLVER}
     for instance in live:
         name = f"instance-{instance.slug}"
-        host = f"Host(`{name}.{settings.QM_BASE_DOMAIN}`)"
+        # The instance host and the customer's verified domains (Let's Encrypt certifies each).
+        hosts = [f"{name}.{settings.QM_BASE_DOMAIN}", *(d.domain for d in instance.domains.all())]
+        host = " || ".join(f"Host(`{h}`)" for h in hosts)
         routers[name] = {
             "rule": host,
             "service": name,
@@ -47,7 +52,7 @@ def dynamic_config() -> dict:
             "middlewares": ["quantmesh-owner-only", f"{name}-secret"],
         }
         routers[f"{name}-portal"] = {
-            "rule": f"{host} && PathPrefix(`/__quantmesh/`)",
+            "rule": f"({host}) && PathPrefix(`/__quantmesh/`)",
             "priority": 1000,
             "service": "portal@docker",
             "entryPoints": ["websecure"],

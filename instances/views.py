@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from billing.selectors import entitlements_for, plan_list
 from quantmesh.api.errors import ApiError
 
-from . import access, selectors, services
+from . import access, domains, selectors, services
 
 ACTIONS = {
     "start": services.instance_start,
@@ -55,7 +55,49 @@ def instance_create(request):
 
 @login_required
 def instance_detail(request, instance_id: str):
-    return render(request, "instances/detail.html", {"instance": _owned(request, instance_id)})
+    instance = _owned(request, instance_id)
+    context = {
+        "instance": instance,
+        "domains": instance.domains.all(),
+        "cname_target": domains.cname_target(instance),
+        "custom_domains_allowed": entitlements_for(request.user).has_feature("custom_domain"),
+    }
+    return render(request, "instances/detail.html", context)
+
+
+@login_required
+@require_POST
+def instance_domains(request, instance_id: str):
+    """Add, verify or remove a custom domain (same services as the API)."""
+    instance = _owned(request, instance_id)
+    action, name = request.POST.get("action"), request.POST.get("domain", "")
+    try:
+        if action == "add":
+            custom = domains.domain_verify(
+                custom=domains.domain_add(instance=instance, domain=name, actor=request.user)
+            )
+        else:
+            custom = instance.domains.filter(domain=name.strip().lower()).first()
+            if custom is None:
+                raise Http404
+            if action == "remove":
+                domains.domain_remove(custom=custom, actor=request.user)
+                messages.success(request, _("%(domain)s removed.") % {"domain": custom.domain})
+                return redirect("instance_detail", instance_id=instance_id)
+            custom = domains.domain_verify(custom=custom, actor=request.user)
+        if custom.verified_at:
+            messages.success(
+                request,
+                _("%(domain)s is verified and will be served with HTTPS within a minute.") % {"domain": custom.domain},
+            )
+        else:
+            messages.error(
+                request,
+                _("%(domain)s is not verified yet: %(error)s.") % {"domain": custom.domain, "error": custom.last_error},
+            )
+    except ApiError as error:
+        messages.error(request, str(error.detail))
+    return redirect("instance_detail", instance_id=instance_id)
 
 
 @login_required
@@ -90,7 +132,7 @@ def instance_open(request, instance_id: str):
 
 def instance_ticket_login(request):
     """On the instance host: trade the ticket for a cookie valid on this host only, then show the engine."""
-    slug = access.slug_from_host(request.get_host())
+    slug = access.slug_from_host(request.get_host(), custom_domains=True)
     value = slug and access.ticket_redeem(ticket=request.GET.get("ticket", ""), slug=slug)
     if not value:
         raise Http404

@@ -71,3 +71,16 @@ class MetricsOutputSerializer(serializers.Serializer):
     memory_limit = serializers.IntegerField(help_text="MB.")
     uptime = serializers.IntegerField(help_text="Seconds since the container started.")
     last_active = serializers.DateTimeField(allow_null=True, help_text="The engine's last heartbeat.")
+
+
+class DomainInputSerializer(StrictInputSerializer):
+    domain = serializers.CharField(max_length=253, help_text="e.g. trading.example.com")
+
+
+class DomainOutputSerializer(serializers.Serializer):
+    domain = serializers.CharField()
+    cname_target = serializers.CharField(help_text="Create a CNAME record from the domain to this host.")
+    verified = serializers.BooleanField()
+    verified_at = serializers.DateTimeField(allow_null=True)
+    last_checked_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField(help_text="Why the last DNS check failed (empty when it passed).")

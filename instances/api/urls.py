@@ -11,6 +11,12 @@ urlpatterns = [
     path("instances/<str:instance_id>/restart", views.InstanceRestartApi.as_view(), name="instances-restart"),
     path("instances/<str:instance_id>/logs", views.InstanceLogsApi.as_view(), name="instances-logs"),
     path("instances/<str:instance_id>/metrics", views.InstanceMetricsApi.as_view(), name="instances-metrics"),
+    path("instances/<str:instance_id>/domains", views.InstanceDomainListApi.as_view(), name="instances-domains"),
+    path(
+        "instances/<str:instance_id>/domains/<str:domain>",
+        views.InstanceDomainApi.as_view(),
+        name="instances-domain",
+    ),
     re_path(
         r"^instances/(?P<instance_id>[^/]+)/export/(?P<kind>trades|config)$",
         views.InstanceExportApi.as_view(),

@@ -9,11 +9,13 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from instances import selectors, services
+from instances import domains, selectors, services
 from instances.models import Instance
 from quantmesh.api.errors import ApiError
 
 from .serializers import (
+    DomainInputSerializer,
+    DomainOutputSerializer,
     InstanceCreateInputSerializer,
     InstanceOutputSerializer,
     LogsOutputSerializer,
@@ -154,3 +156,52 @@ class InstanceExportApi(APIView):
         response = HttpResponse(reply.body, content_type=reply.content_type)
         response["Content-Disposition"] = f'attachment; filename="{instance.instance_id}-{kind}.{extension}"'
         return response
+
+
+def _domain_view(custom) -> dict:
+    return {
+        "domain": custom.domain,
+        "cname_target": domains.cname_target(custom.instance),
+        "verified": custom.verified_at is not None,
+        "verified_at": custom.verified_at,
+        "last_checked_at": custom.last_checked_at,
+        "last_error": custom.last_error,
+    }
+
+
+def _get_domain(request, instance_id: str, domain: str):
+    instance = _get_instance(request, instance_id)
+    custom = instance.domains.filter(domain=domain.lower()).first()
+    if custom is None:
+        raise ApiError(code="not_found", message=f"No domain {domain} on {instance_id}.", status_code=404)
+    return custom
+
+
+class InstanceDomainListApi(APIView):
+    """Custom domains of an instance (professional and above): CNAME the domain to `cname_target`."""
+
+    @extend_schema(responses=DomainOutputSerializer(many=True), operation_id="domains_list")
+    def get(self, request, instance_id: str):
+        instance = _get_instance(request, instance_id)
+        return Response(DomainOutputSerializer([_domain_view(d) for d in instance.domains.all()], many=True).data)
+
+    @extend_schema(request=DomainInputSerializer, responses={201: DomainOutputSerializer}, operation_id="domains_add")
+    def post(self, request, instance_id: str):
+        data = DomainInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        instance = _get_instance(request, instance_id)
+        custom = domains.domain_add(instance=instance, domain=data.validated_data["domain"], actor=request.user)
+        custom = domains.domain_verify(custom=custom, actor=request.user)  # often already in place
+        return Response(DomainOutputSerializer(_domain_view(custom)).data, status=status.HTTP_201_CREATED)
+
+
+class InstanceDomainApi(APIView):
+    @extend_schema(request=None, responses=DomainOutputSerializer, operation_id="domains_verify")
+    def post(self, request, instance_id: str, domain: str):
+        custom = domains.domain_verify(custom=_get_domain(request, instance_id, domain), actor=request.user)
+        return Response(DomainOutputSerializer(_domain_view(custom)).data)
+
+    @extend_schema(responses={204: None}, operation_id="domains_remove")
+    def delete(self, request, instance_id: str, domain: str):
+        domains.domain_remove(custom=_get_domain(request, instance_id, domain), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

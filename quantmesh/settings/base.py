@@ -293,11 +293,15 @@ QM_METRICS_PORTAL_TARGET = env.str("QM_METRICS_PORTAL_TARGET", default="")
 # Grafana: its data source is the portal's tenant filter in front of Prometheus.
 QM_PROMETHEUS_URL = env.str("QM_PROMETHEUS_URL", default="http://prometheus:9090")
 QM_GRAFANA_DATASOURCE_TOKEN = env.str("QM_GRAFANA_DATASOURCE_TOKEN", default="")
+# Custom domains are verified against these DNS servers (default: the system's resolver).
+QM_DNS_NAMESERVERS = env.list("QM_DNS_NAMESERVERS", default=[])
+QM_DNS_PORT = env.int("QM_DNS_PORT", default=53)
 QM_WS_HEARTBEAT_SECONDS = env.float("QM_WS_HEARTBEAT_SECONDS", default=20)
 
 CELERY_BEAT_SCHEDULE = {
     "instances-reconcile": {"task": "instances.tasks.reconcile", "schedule": QM_RECONCILE_INTERVAL_SECONDS},
     "billing-expire-subscriptions": {"task": "billing.tasks.expire_subscriptions", "schedule": 300},
+    "domains-recheck": {"task": "instances.tasks.domains_recheck", "schedule": 300},
     "alerts-watch": {"task": "alerts.tasks.watch", "schedule": 60},
     "backups-daily": {"task": "backups.tasks.daily", "schedule": 3600},  # each instance once a day
     "backups-prune": {"task": "backups.tasks.prune", "schedule": 3600},
