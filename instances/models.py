@@ -43,6 +43,9 @@ class Instance(models.Model):
     deleted_at = models.DateTimeField(null=True, blank=True)
     status_changed_at = models.DateTimeField(default=timezone.now)
     restart_count = models.PositiveIntegerField(default=0, help_text="Restarts by reconcile after crashes.")
+    # Set by enterprise autoscaling; empty: the plan's limits.
+    cpu_limit_scaled = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    memory_limit_mb_scaled = models.PositiveIntegerField(null=True, blank=True)
     next_restart_at = models.DateTimeField(null=True, blank=True, help_text="Back-off: no automatic restart before.")
     last_exit_code = models.IntegerField(null=True, blank=True)
     last_failure_reason = models.CharField(max_length=200, blank=True)
@@ -62,6 +65,14 @@ class Instance(models.Model):
 
     def __str__(self) -> str:
         return self.instance_id
+
+    @property
+    def cpu_limit(self) -> float:
+        return float(self.cpu_limit_scaled if self.cpu_limit_scaled is not None else self.plan.cpu_limit)
+
+    @property
+    def memory_limit_mb(self) -> int:
+        return self.memory_limit_mb_scaled if self.memory_limit_mb_scaled is not None else self.plan.memory_limit_mb
 
     @property
     def url(self) -> str:

@@ -196,7 +196,9 @@ def instance_change_plan(*, instance: Instance, plan) -> Instance:
         instance = _locked(instance)
         previous = instance.plan.code
         instance.plan = plan
-        instance.save(update_fields=["plan"])
+        # Autoscaled limits belong to the old plan: the new plan's limits apply.
+        instance.cpu_limit_scaled = instance.memory_limit_mb_scaled = None
+        instance.save(update_fields=["plan", "cpu_limit_scaled", "memory_limit_mb_scaled"])
         instance_event_record(
             instance=instance, kind="plan_changed", from_status=instance.status, plan=plan.code, previous_plan=previous
         )
@@ -221,7 +223,7 @@ def instance_apply_limits(*, instance_id: str) -> None:
         return  # created with the current plan when it next starts
     data_changing.send(sender=Instance, instance=instance, reason="plan_change")
     backend.create(instance_spec(instance))  # rewrites platform.yaml on the existing unit
-    backend.update_limits(instance_id, float(instance.plan.cpu_limit), instance.plan.memory_limit_mb)
+    backend.update_limits(instance_id, instance.cpu_limit, instance.memory_limit_mb)
 
 
 def instance_delete(*, instance: Instance, actor=None) -> Instance:
@@ -254,8 +256,8 @@ def instance_spec(instance: Instance) -> InstanceSpec:
         instance_id=instance.instance_id,
         owner_id=instance.owner_id,
         image=instance.image,
-        cpu_limit=float(plan.cpu_limit),
-        memory_limit_mb=plan.memory_limit_mb,
+        cpu_limit=instance.cpu_limit,
+        memory_limit_mb=instance.memory_limit_mb,
         pids_limit=plan.pids_limit,
         files={"platform.yaml": yaml.safe_dump(platform).encode()},
     )

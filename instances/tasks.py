@@ -33,3 +33,10 @@ def domains_recheck() -> int:
     from .domains import domains_recheck as recheck
 
     return recheck()
+
+
+@shared_task
+def autoscale() -> int:
+    from .autoscaling import autoscale_pass
+
+    return autoscale_pass()

@@ -61,6 +61,8 @@ def instance_detail(request, instance_id: str):
         "domains": instance.domains.all(),
         "cname_target": domains.cname_target(instance),
         "custom_domains_allowed": entitlements_for(request.user).has_feature("custom_domain"),
+        "autoscaling": entitlements_for(request.user).has_feature("autoscaling"),
+        "scaling_events": instance.events.filter(kind="autoscaled").order_by("-created_at")[:10],
     }
     return render(request, "instances/detail.html", context)
 

@@ -301,6 +301,7 @@ QM_WS_HEARTBEAT_SECONDS = env.float("QM_WS_HEARTBEAT_SECONDS", default=20)
 CELERY_BEAT_SCHEDULE = {
     "instances-reconcile": {"task": "instances.tasks.reconcile", "schedule": QM_RECONCILE_INTERVAL_SECONDS},
     "billing-expire-subscriptions": {"task": "billing.tasks.expire_subscriptions", "schedule": 300},
+    "instances-autoscale": {"task": "instances.tasks.autoscale", "schedule": 60},
     "domains-recheck": {"task": "instances.tasks.domains_recheck", "schedule": 300},
     "alerts-watch": {"task": "alerts.tasks.watch", "schedule": 60},
     "backups-daily": {"task": "backups.tasks.daily", "schedule": 3600},  # each instance once a day
