@@ -61,6 +61,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "quantmesh.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "quantmesh.security.SecurityHeadersMiddleware",
+    "quantmesh.security.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",

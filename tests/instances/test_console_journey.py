@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
+from playwright.sync_api import expect
 
 from tests.db import committing_db
 
@@ -31,6 +32,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PASSWORD = "journey-passphrase-2026"
+RUNNING = re.compile("^running$", re.IGNORECASE)
 
 
 @pytest.fixture
@@ -73,6 +75,9 @@ def test_customer_journey(browser, runtime, tmp_path):
     with live_portal(EMAIL_URL=f"filemail:///{mail_dir}") as (base, _):  # four slashes: an absolute path
         page = browser.new_page(viewport={"width": 1200, "height": 900}, locale="en-US")
         shot = lambda name: page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # noqa: E731
+        # The strict Content-Security-Policy must not block anything the console does.
+        blocked = []
+        page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
 
         # Sign up and verify the e-mail address.
         page.goto(f"{base}/accounts/signup/")
@@ -119,10 +124,10 @@ def test_customer_journey(browser, runtime, tmp_path):
         page.click("main button[type=submit]")
         page.click("main button:has-text('Confirm and create')")
         page.wait_for_url(re.compile(r".*/instances/qm-.*"))
-        page.wait_for_function("document.getElementById('status').textContent.toLowerCase() === 'running'")
-        page.wait_for_function("document.getElementById('logs').textContent.includes('engine started')")
-        page.wait_for_function("document.getElementById('uptime').textContent !== '—'")
-        page.wait_for_function("document.querySelector('#cpu-chart polyline').getAttribute('points') !== ''")
+        expect(page.locator("#status")).to_have_text(RUNNING, timeout=60_000)
+        expect(page.locator("#logs")).to_contain_text("engine started", timeout=30_000)
+        expect(page.locator("#uptime")).not_to_have_text("—", timeout=30_000)
+        expect(page.locator("#cpu-chart polyline")).not_to_have_attribute("points", "", timeout=30_000)
         shot("instance")
         assert unlabelled(page) == []
 
@@ -135,15 +140,15 @@ def test_customer_journey(browser, runtime, tmp_path):
         assert unlabelled(page) == []
         shot("backups")
         page.goto(instance_url)
-        page.wait_for_function("document.getElementById('status').textContent.toLowerCase() === 'running'")
+        expect(page.locator("#status")).to_have_text(RUNNING, timeout=60_000)
 
         # Stop, start, delete (with confirmation).
         page.once("dialog", lambda dialog: dialog.accept())  # stopping asks first
         page.click("main button:has-text('Stop')")
         assert page.inner_text("#status").lower() == "stopped"
         page.click("main button:has-text('Start')")
-        page.wait_for_function("document.getElementById('status').textContent.toLowerCase() === 'running'")
-        page.wait_for_function("document.getElementById('logs').textContent.includes('engine started')")
+        expect(page.locator("#status")).to_have_text(RUNNING, timeout=60_000)
+        expect(page.locator("#logs")).to_contain_text("engine started", timeout=30_000)
         page.once("dialog", lambda dialog: dialog.accept())
         page.click("main button:has-text('Delete')")
         page.wait_for_url(f"{base}/")
@@ -179,3 +184,4 @@ def test_customer_journey(browser, runtime, tmp_path):
             page.select_option("#lang-select", "zh-hans")
         assert "控制面板" in page.content()
         shot("dashboard-zh")
+        assert blocked == []
