@@ -68,9 +68,9 @@ class BackupRestoreApi(APIView):
         operation_id="backups_restore",
     )
     def post(self, request, instance_id: str, backup_id: str):
+        backup = _backup(request, instance_id, backup_id)  # another tenant's id: 404 before anything else
         data = BackupRestoreInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        backup = _backup(request, instance_id, backup_id)
         target = None
         if data.validated_data["into"] == "new":
             services.backup_read(backup=backup)  # verify before creating anything

@@ -187,9 +187,9 @@ class InstanceDomainListApi(APIView):
 
     @extend_schema(request=DomainInputSerializer, responses={201: DomainOutputSerializer}, operation_id="domains_add")
     def post(self, request, instance_id: str):
+        instance = _get_instance(request, instance_id)  # another tenant's id: 404 before anything else
         data = DomainInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        instance = _get_instance(request, instance_id)
         custom = domains.domain_add(instance=instance, domain=data.validated_data["domain"], actor=request.user)
         custom = domains.domain_verify(custom=custom, actor=request.user)  # often already in place
         return Response(DomainOutputSerializer(_domain_view(custom)).data, status=status.HTTP_201_CREATED)
