@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
-from .models import ApiToken
-from .services import hash_token
+from .models import ApiToken, SecurityEvent
+from .requests import client_ip
+from .services import hash_token, security_event_record
+from .throttling import record_token_failure, token_guessing_blocked
 
 # Writing last_used_at on every request would turn each read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -42,7 +45,18 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         raw = raw.strip()
         if not raw or " " in raw:
             raise exceptions.AuthenticationFailed("Malformed Authorization header: expected `Bearer <token>`.")
-        return token_authenticate(raw)
+        ip = client_ip(request)
+        wait = token_guessing_blocked(ip=ip)
+        if wait:
+            raise exceptions.Throttled(wait=wait, detail="Too many invalid tokens from your address.")
+        try:
+            return token_authenticate(raw)
+        except exceptions.AuthenticationFailed:
+            if record_token_failure(ip=ip):
+                security_event_record(
+                    kind=SecurityEvent.Kind.TOKEN_GUESSING, request=request, limit=settings.QM_TOKEN_GUESS_LIMIT
+                )
+            raise
 
     def authenticate_header(self, request):
         return self.keyword

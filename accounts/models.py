@@ -93,6 +93,7 @@ class SecurityEvent(models.Model):
         TOKEN_CREATED = "token_created", "API token created"
         TOKEN_REVOKED = "token_revoked", "API token revoked"
         PASSWORD_CHANGED = "password_changed", "Password changed"
+        TOKEN_GUESSING = "token_guessing", "Invalid API tokens throttled"
 
     user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="security_events")
     kind = models.CharField(max_length=32, choices=Kind.choices)

@@ -1,4 +1,4 @@
-"""Login throttling shared by the API login and the web login.
+"""Login throttling shared by the API login and the web login, and bearer-token guessing.
 
 Two fixed-window counters in the cache: every attempt per client IP, and failed attempts
 per e-mail address. Reaching the failure limit locks that address for QM_LOGIN_LOCK,
@@ -82,3 +82,21 @@ def unlock(*, email: str) -> None:
 def is_locked(*, email: str) -> bool:
     locked_until = cache.get(f"login:lock:{_email_key(email)}")
     return bool(locked_until and locked_until > time.time())
+
+
+def token_guessing_blocked(*, ip: str | None) -> int:
+    """Seconds until `ip` may present bearer tokens again (0: it may now)."""
+    if not ip:
+        return 0
+    number, left = _window(settings.QM_TOKEN_GUESS_WINDOW.total_seconds())
+    failures = cache.get(f"token:fail:{ip}:{number}", 0)
+    return left if failures >= settings.QM_TOKEN_GUESS_LIMIT else 0
+
+
+def record_token_failure(*, ip: str | None) -> bool:
+    """Count an unknown or revoked token from `ip`; True when this failure reached the limit."""
+    if not ip:
+        return False
+    seconds = settings.QM_TOKEN_GUESS_WINDOW.total_seconds()
+    number, _ = _window(seconds)
+    return _bump(f"token:fail:{ip}:{number}", int(seconds) + 1) == settings.QM_TOKEN_GUESS_LIMIT

@@ -224,6 +224,9 @@ QM_LOGIN_IP_WINDOW = timedelta(seconds=env.int("QM_LOGIN_IP_WINDOW_SECONDS", def
 QM_LOGIN_ACCOUNT_FAILURES = env.int("QM_LOGIN_ACCOUNT_FAILURES", default=5)  # failures before a lock
 QM_LOGIN_ACCOUNT_WINDOW = timedelta(minutes=env.int("QM_LOGIN_ACCOUNT_WINDOW_MINUTES", default=15))
 QM_LOGIN_LOCK = timedelta(minutes=env.int("QM_LOGIN_LOCK_MINUTES", default=15))
+# Bearer tokens: an address presenting this many unknown tokens in the window is refused (429).
+QM_TOKEN_GUESS_LIMIT = env.int("QM_TOKEN_GUESS_LIMIT", default=20)
+QM_TOKEN_GUESS_WINDOW = timedelta(seconds=env.int("QM_TOKEN_GUESS_WINDOW_SECONDS", default=60))
 QM_MAX_FIELD_LENGTH = 255
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
