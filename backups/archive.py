@@ -29,7 +29,7 @@ class BackupError(Exception):
     """A backup that cannot be taken or read; the message says what is wrong."""
 
 
-def _sha256(data: bytes) -> str:
+def checksum(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -67,7 +67,7 @@ def build(files: dict[str, bytes], *, instance_id: str, created_at: str) -> byte
         "format": FORMAT,
         "instance_id": instance_id,
         "created_at": created_at,
-        "files": {name: {"sha256": _sha256(data), "size": len(data)} for name, data in stored.items()},
+        "files": {name: {"sha256": checksum(data), "size": len(data)} for name, data in stored.items()},
     }
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
@@ -81,7 +81,7 @@ def build(files: dict[str, bytes], *, instance_id: str, created_at: str) -> byte
 
 def read(blob: bytes, *, expected_sha256: str | None = None) -> tuple[dict[str, bytes], dict]:
     """The files of a backup (secrets decrypted) and its manifest; BackupError when anything is off."""
-    if expected_sha256 is not None and _sha256(blob) != expected_sha256:
+    if expected_sha256 is not None and checksum(blob) != expected_sha256:
         raise BackupError("the backup file is corrupt: its checksum does not match the one recorded")
     try:
         with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as archive:
@@ -95,7 +95,7 @@ def read(blob: bytes, *, expected_sha256: str | None = None) -> tuple[dict[str, 
     if manifest.get("format") != FORMAT:
         raise BackupError(f"unknown backup format {manifest.get('format')!r}")
     for name, expected in manifest.get("files", {}).items():
-        if name not in members or _sha256(members[name]) != expected["sha256"]:
+        if name not in members or checksum(members[name]) != expected["sha256"]:
             raise BackupError(f"the backup file is corrupt: {name} is missing or altered")
     if DATABASE not in members:
         raise BackupError("the backup holds no engine database")

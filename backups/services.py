@@ -62,7 +62,7 @@ def backup_create(*, instance: Instance, kind: str) -> Backup:
         key = f"{instance.owner_id}/{instance.instance_id}/{backup.backup_id}.tar.gz"
         backup.storage_key = _storage().save(key, ContentFile(blob))
         backup.size_bytes = len(blob)
-        backup.sha256 = archive._sha256(blob)
+        backup.sha256 = archive.checksum(blob)
         backup.manifest = manifest
         backup.status = Backup.Status.OK
     except (archive.BackupError, BackendError, OSError) as error:
