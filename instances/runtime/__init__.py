@@ -1,4 +1,5 @@
-"""Runtime backends: where instances actually run. One interface (base.py), chosen by settings."""
+"""Runtime backends: where instances actually run (process, docker, swarm). One interface (base.py),
+chosen by settings."""
 
 from __future__ import annotations
 
@@ -19,4 +20,14 @@ def get_backend() -> RuntimeBackend:
         from .docker import DockerBackend
 
         return DockerBackend(network=settings.QM_DOCKER_NETWORK)
-    raise ValueError(f"QM_RUNTIME_BACKEND={settings.QM_RUNTIME_BACKEND!r}: use 'process' or 'docker'")
+    if settings.QM_RUNTIME_BACKEND == "swarm":
+        from .swarm import SwarmBackend
+
+        return SwarmBackend(
+            network=settings.QM_DOCKER_NETWORK,
+            stop_timeout=settings.QM_STOP_TIMEOUT_SECONDS,
+            volume_driver=settings.QM_SWARM_VOLUME_DRIVER,
+            volume_options=settings.QM_SWARM_VOLUME_OPTIONS,
+            constraints=settings.QM_SWARM_CONSTRAINTS,
+        )
+    raise ValueError(f"QM_RUNTIME_BACKEND={settings.QM_RUNTIME_BACKEND!r}: use 'process', 'docker' or 'swarm'")

@@ -1,4 +1,4 @@
-"""The one small interface every runtime backend implements (process, docker)."""
+"""The one small interface every runtime backend implements (process, docker, swarm)."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def docker_available() -> bool:
         return False
 
 
-def _time(value: str | None) -> datetime | None:
+def docker_time(value: str | None) -> datetime | None:
     if not value or value.startswith("0001-"):
         return None
     # Docker gives nanoseconds; Python's parser takes microseconds.
@@ -81,10 +81,96 @@ def _earliest_start(status_text: str) -> datetime | None:
     return datetime.now(UTC) - timedelta(seconds=(count + 1) * unit)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def put_files(container, files: dict[str, bytes]) -> None:
+    """Copy files into the container's /data volume (secrets 0600, owned by the engine's user);
+    works on a created, running or stopped container."""
+    if not files:
+        return
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mode = 0o600 if name in SECRET_FILES else 0o644
+            info.uid = info.gid = ENGINE_UID
+            info.mtime = int(time.time())
+            archive.addfile(info, io.BytesIO(content))
+    container.put_archive("/data", buffer.getvalue())
+
+
+def read_data_file(container, name: str) -> bytes | None:
+    try:
+        chunks, _ = container.get_archive(f"/data/{name}")
+    except NotFound:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as archive:
+        member = archive.extractfile(name)
+        return member.read() if member else None
+
+
+def lines_of(chunks: Iterator[bytes]) -> Iterator[str]:
+    """Whole lines out of a log stream's chunks."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+class CpuSampler:
+    """CPU use since the previous sample of the same instance (or since its start), as a fraction
+    of its limit: Docker reports only a cumulative counter."""
+
+    def __init__(self):
+        self._samples: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def fraction(self, instance_id: str, total_ns: int, started: datetime | None, cpu_limit: float) -> float:
+        now = time.time()
+        with self._lock:
+            previous = self._samples.get(instance_id)
+            self._samples[instance_id] = (now, total_ns)
+        if previous and previous[1] <= total_ns and now - previous[0] < 300:
+            elapsed, used = now - previous[0], total_ns - previous[1]
+        else:
+            elapsed, used = (now - started.timestamp()) if started else 0, total_ns
+        if elapsed <= 0:
+            return 0.0
+        return max(0.0, min(1.0, used / 1e9 / elapsed / cpu_limit))
+
+    def forget(self, instance_id: str) -> None:
+        self._samples.pop(instance_id, None)
+
+
+def container_stats(container, instance_id: str, sampler: CpuSampler) -> RuntimeStats:
+    """One running container's CPU and memory against its limits."""
+    raw = container.stats(stream=False, one_shot=True)
+    host = container.attrs["HostConfig"]
+    cpu_limit = (host.get("NanoCpus") or 0) / 1e9 or float(os.cpu_count() or 1)
+    memory_limit = host.get("Memory") or raw["memory_stats"].get("limit") or 1
+    memory_stats = raw.get("memory_stats", {})
+    details = memory_stats.get("stats", {})
+    # What the kernel could reclaim at once is not the engine's memory (as `docker stats` shows).
+    memory = max(0, memory_stats.get("usage", 0) - details.get("inactive_file", details.get("cache", 0)))
+    started = docker_time(container.attrs["State"].get("StartedAt"))
+    total_ns = raw["cpu_stats"]["cpu_usage"]["total_usage"]
+    return RuntimeStats(
+        cpu_usage=sampler.fraction(instance_id, total_ns, started, cpu_limit),
+        memory_usage=memory / memory_limit,
+        memory_bytes=memory,
+        cpu_limit=cpu_limit,
+        memory_limit_mb=int(memory_limit // (1024 * 1024)),
+        started_at=started,
+    )
 
 
 class DockerBackend(RuntimeBackend):
@@ -94,8 +180,7 @@ class DockerBackend(RuntimeBackend):
         self.client = client or docker.from_env(timeout=30)
         self.network = network
         self.restart_retries = restart_retries
-        self._cpu_samples: dict[str, tuple[float, int]] = {}
-        self._lock = threading.Lock()
+        self._cpu = CpuSampler()
 
     @staticmethod
     def container_name(instance_id: str) -> str:
@@ -121,23 +206,17 @@ class DockerBackend(RuntimeBackend):
         container = self._find(spec.instance_id)
         if container is None:
             container = self._create_container(spec)
-        self._put_files(container, spec.files)
+        put_files(container, spec.files)
 
     def read_file(self, instance_id: str, name: str) -> bytes | None:
-        try:
-            chunks, _ = self._get(instance_id).get_archive(f"/data/{name}")
-        except NotFound:
-            return None
-        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as archive:
-            member = archive.extractfile(name)
-            return member.read() if member else None
+        return read_data_file(self._get(instance_id), name)
 
     def write_files(self, instance_id: str, files: dict[str, bytes]) -> None:
-        self._put_files(self._get(instance_id), files)
+        put_files(self._get(instance_id), files)
 
     def _create_container(self, spec: InstanceSpec):
         host_network = self.network == "host"
-        port = _free_port() if host_network else ENGINE_PORT
+        port = free_port() if host_network else ENGINE_PORT
         self.client.volumes.create(self.volume_name(spec.instance_id), labels={LABEL: spec.instance_id})
         memory = f"{spec.memory_limit_mb}m"
         try:
@@ -176,21 +255,6 @@ class DockerBackend(RuntimeBackend):
                 return self._get(spec.instance_id)
             raise BackendError(f"docker refused to create the container: {error.explanation}") from None
 
-    @staticmethod
-    def _put_files(container, files: dict[str, bytes]) -> None:
-        if not files:
-            return
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as archive:
-            for name, content in files.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(content)
-                info.mode = 0o600 if name in SECRET_FILES else 0o644
-                info.uid = info.gid = ENGINE_UID
-                info.mtime = int(time.time())
-                archive.addfile(info, io.BytesIO(content))
-        container.put_archive("/data", buffer.getvalue())
-
     def start(self, instance_id: str) -> None:
         self._get(instance_id).start()
 
@@ -209,7 +273,7 @@ class DockerBackend(RuntimeBackend):
         if not keep_data:
             with contextlib.suppress(NotFound):
                 self.client.volumes.get(self.volume_name(instance_id)).remove(force=True)
-        self._cpu_samples.pop(instance_id, None)
+        self._cpu.forget(instance_id)
 
     # --- observation ----------------------------------------------------------------------
 
@@ -224,8 +288,8 @@ class DockerBackend(RuntimeBackend):
             state=STATES.get(state["Status"], RuntimeState.EXITED),
             exit_code=state.get("ExitCode") if state["Status"] in ("exited", "dead") else None,
             oom_killed=bool(state.get("OOMKilled")),
-            started_at=_time(state.get("StartedAt")),
-            finished_at=_time(state.get("FinishedAt")),
+            started_at=docker_time(state.get("StartedAt")),
+            finished_at=docker_time(state.get("FinishedAt")),
             healthy=None if health in (None, "starting") else health == "healthy",
             error=state.get("Error", ""),
         )
@@ -258,50 +322,13 @@ class DockerBackend(RuntimeBackend):
 
     def follow_logs(self, instance_id: str, since: datetime | None = None) -> Iterator[str]:
         container = self._get(instance_id)
-        pending = b""
-        for chunk in container.logs(stream=True, follow=True, since=since or datetime.now().astimezone()):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                yield line.decode("utf-8", "replace")
-        if pending:
-            yield pending.decode("utf-8", "replace")
+        yield from lines_of(container.logs(stream=True, follow=True, since=since or datetime.now().astimezone()))
 
     def stats(self, instance_id: str) -> RuntimeStats:
         container = self._get(instance_id)
         if container.status != "running":
             raise BackendError(f"{instance_id} is not running")
-        raw = container.stats(stream=False, one_shot=True)
-        host = container.attrs["HostConfig"]
-        cpu_limit = (host.get("NanoCpus") or 0) / 1e9 or float(os.cpu_count() or 1)
-        memory_limit = host.get("Memory") or raw["memory_stats"].get("limit") or 1
-        memory_stats = raw.get("memory_stats", {})
-        details = memory_stats.get("stats", {})
-        # What the kernel could reclaim at once is not the engine's memory (as `docker stats` shows).
-        memory = max(0, memory_stats.get("usage", 0) - details.get("inactive_file", details.get("cache", 0)))
-        started = _time(container.attrs["State"].get("StartedAt"))
-        return RuntimeStats(
-            cpu_usage=self._cpu_fraction(instance_id, raw["cpu_stats"]["cpu_usage"]["total_usage"], started, cpu_limit),
-            memory_usage=memory / memory_limit,
-            memory_bytes=memory,
-            cpu_limit=cpu_limit,
-            memory_limit_mb=int(memory_limit // (1024 * 1024)),
-            started_at=started,
-        )
-
-    def _cpu_fraction(self, instance_id: str, total_ns: int, started: datetime | None, cpu_limit: float) -> float:
-        """CPU use since the previous sample (or since the start), as a fraction of the limit."""
-        now = time.time()
-        with self._lock:
-            previous = self._cpu_samples.get(instance_id)
-            self._cpu_samples[instance_id] = (now, total_ns)
-        if previous and previous[1] <= total_ns and now - previous[0] < 300:
-            elapsed, used = now - previous[0], total_ns - previous[1]
-        else:
-            elapsed, used = (now - started.timestamp()) if started else 0, total_ns
-        if elapsed <= 0:
-            return 0.0
-        return max(0.0, min(1.0, used / 1e9 / elapsed / cpu_limit))
+        return container_stats(container, instance_id, self._cpu)
 
     def update_limits(self, instance_id: str, cpu_limit: float, memory_limit_mb: int) -> None:
         memory = memory_limit_mb * 1024 * 1024

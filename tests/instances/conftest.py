@@ -10,17 +10,20 @@ from rest_framework.test import APIClient
 from accounts.services import api_token_create
 from instances.runtime import get_backend
 from instances.runtime.docker import docker_available
+from instances.runtime.swarm import swarm_available
 
 from ..conftest import require_service
 
 
-@pytest.fixture(params=["process", "docker"])
+@pytest.fixture(params=["process", "docker", "swarm"])
 def runtime(request, settings, tmp_path):
-    """Each instance test runs on both backends: the engine as a subprocess, and containers on the
-    real Docker engine (with the engine image built by engine/build-image.sh). Everything a test
-    made is removed after it."""
+    """Each instance test runs on every backend: the engine as a subprocess, containers on the real
+    Docker engine (with the engine image built by engine/build-image.sh), and services on a one-node
+    swarm of that engine (deploy/scripts/swarm-up.sh). Everything a test made is removed after it."""
     if request.param == "docker":
         require_service(docker_available(), "no Docker engine answers (deploy/scripts/docker-up.sh starts one)")
+    if request.param == "swarm":
+        require_service(swarm_available(), "this Docker engine is not a swarm manager (deploy/scripts/swarm-up.sh)")
     settings.QM_RUNTIME_BACKEND = request.param
     settings.QM_PROCESS_ROOT = tmp_path / "instances"
     settings.QM_PROVISION_TIMEOUT_SECONDS = 30
@@ -69,6 +72,10 @@ def kill_engine(backend, instance_id: str) -> None:
 
     if backend.name == "docker":
         backend.client.containers.get(backend.container_name(instance_id)).kill()
+    elif backend.name == "swarm":
+        container = backend.task_container(instance_id)
+        assert container is not None, [t["Status"] for t in backend._tasks(backend._get(instance_id))]
+        container.kill()
     else:
         state = json.loads((backend.root / instance_id / "state.json").read_text())
         supervisor = state["pid"]

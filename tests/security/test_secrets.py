@@ -44,7 +44,7 @@ def _hits(text: str) -> list[str]:
     return [secret for secret in KNOWN if secret in text]
 
 
-@pytest.mark.parametrize("runtime", ["docker"], indirect=True)
+@pytest.mark.parametrize("runtime", ["docker", "swarm"], indirect=True)
 def test_known_secrets_appear_nowhere(runtime, customer, customer_client, create_instance, client, caplog, settings):
     caplog.set_level(logging.DEBUG)
     instance_id = create_instance()["instance_id"]
@@ -80,7 +80,12 @@ def test_known_secrets_appear_nowhere(runtime, customer, customer_client, create
         found[page] = _hits(client.get(page).content.decode())
     found["/metrics"] = _hits(client.get("/metrics").content.decode())
     found["engine metrics"] = _hits(client.get(f"/internal/engine-metrics/{instance_id}").content.decode())
-    container = runtime.client.containers.get(runtime.container_name(instance_id))
+    if runtime.name == "swarm":
+        service = runtime.client.api.inspect_service(runtime.service_name(instance_id))
+        found["docker service inspect"] = _hits(json.dumps(service))
+        container = runtime.task_container(instance_id)
+    else:
+        container = runtime.client.containers.get(runtime.container_name(instance_id))
     found["docker inspect"] = _hits(json.dumps(runtime.client.api.inspect_container(container.id)))
     found["docker logs"] = _hits(container.logs().decode(errors="replace"))
     found["audit rows"] = _hits(
