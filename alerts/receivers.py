@@ -6,7 +6,7 @@ from django.dispatch import receiver
 
 from backups.signals import backup_failed
 from billing.signals import payment_failed
-from instances.signals import instance_event_recorded
+from instances.signals import instance_events_recorded
 
 from .models import AlertKind
 from .services import alert_raise
@@ -27,31 +27,36 @@ INSTANCE_EVENTS = {
 }
 
 
-@receiver(instance_event_recorded)
-def alert_on_instance_event(sender, event, **kwargs) -> None:
-    # Raised by a worker, not inside the pass that saw it (reconcile may record thousands at once).
-    if event.kind in INSTANCE_EVENTS:
-        from .tasks import instance_event_alert
+@receiver(instance_events_recorded)
+def alert_on_instance_events(sender, events, **kwargs) -> None:
+    # Raised by a worker, not inside the pass that saw them: one task for the whole batch.
+    event_ids = [event.pk for event in events if event.kind in INSTANCE_EVENTS]
+    if event_ids:
+        from .tasks import instance_events_alert
 
-        instance_event_alert.delay(event.pk)
+        instance_events_alert.delay(event_ids)
 
 
-def alert_for_instance_event(*, event_id: int):
+def alerts_for_instance_events(*, event_ids: list[int]) -> list:
+    """The alerts raised for these events; alert_raise drops repeats, so a retried task raises nothing twice."""
     from instances.models import InstanceEvent
 
-    event = InstanceEvent.objects.select_related("instance__owner").filter(pk=event_id).first()
-    if event is None or event.kind not in INSTANCE_EVENTS:
-        return None
-    kind, subject, message = INSTANCE_EVENTS[event.kind]
-    instance = event.instance
-    values = {"id": instance.instance_id, "reason": event.detail.get("reason", "no reason recorded")}
-    return alert_raise(
-        user=instance.owner,
-        kind=kind,
-        instance=instance,
-        subject=subject.format(**values),
-        message=message.format(**values),
-    )
+    events = InstanceEvent.objects.select_related("instance__owner").filter(pk__in=event_ids, kind__in=INSTANCE_EVENTS)
+    raised = []
+    for event in events.order_by("pk"):
+        kind, subject, message = INSTANCE_EVENTS[event.kind]
+        instance = event.instance
+        values = {"id": instance.instance_id, "reason": event.detail.get("reason", "no reason recorded")}
+        alert = alert_raise(
+            user=instance.owner,
+            kind=kind,
+            instance=instance,
+            subject=subject.format(**values),
+            message=message.format(**values),
+        )
+        if alert is not None:
+            raised.append(alert)
+    return raised
 
 
 @receiver(payment_failed)

@@ -18,10 +18,10 @@ def deliver(self, alert_id: int) -> None:
 
 
 @shared_task(acks_late=True)
-def instance_event_alert(event_id: int) -> None:
-    from .receivers import alert_for_instance_event
+def instance_events_alert(event_ids: list[int]) -> None:
+    from .receivers import alerts_for_instance_events
 
-    alert_for_instance_event(event_id=event_id)
+    alerts_for_instance_events(event_ids=event_ids)
 
 
 @shared_task

@@ -12,7 +12,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from .models import Instance, InstanceEvent
-from .signals import instance_event_recorded
+from .signals import instance_events_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ def _build(instance: Instance, kind: str, actor, from_status: str, detail: dict)
 
 
 def _publish_on_commit(event: InstanceEvent) -> None:
+    """The console's live update for one event, once it is committed."""
     instance = event.instance
     message = {
         "type": "instance.status",
@@ -39,13 +40,18 @@ def _publish_on_commit(event: InstanceEvent) -> None:
         "at": event.created_at.isoformat(),
     }
     transaction.on_commit(lambda: _publish(instance.instance_id, message))
-    transaction.on_commit(lambda: instance_event_recorded.send(sender=InstanceEvent, event=event))
+
+
+def _announce_on_commit(events: list[InstanceEvent]) -> None:
+    if events:
+        transaction.on_commit(lambda: instance_events_recorded.send(sender=InstanceEvent, events=events))
 
 
 def instance_event_record(*, instance: Instance, kind: str, actor=None, from_status: str = "", **detail):
     event = _build(instance, kind, actor, from_status, detail)
     event.save()
     _publish_on_commit(event)
+    _announce_on_commit([event])
     return event
 
 
@@ -56,6 +62,7 @@ def instance_events_record_bulk(entries: list[tuple[Instance, str, str, dict]]) 
     )
     for event in events:
         _publish_on_commit(event)
+    _announce_on_commit(events)
 
 
 def _publish(instance_id: str, message: dict) -> None:
