@@ -113,8 +113,11 @@ def autoscale_pass(*, now: float | None = None) -> int:
     backend = get_backend()
     changes = 0
     running = Instance.objects.filter(status=Instance.Status.RUNNING).select_related("plan", "owner")
+    entitled_owners: dict[int, bool] = {}  # one entitlements lookup per owner, not per instance
     for instance in running:
-        if not _entitled(instance):
+        if instance.owner_id not in entitled_owners:
+            entitled_owners[instance.owner_id] = _entitled(instance)
+        if not entitled_owners[instance.owner_id]:
             continue
         try:
             stats = backend.stats(instance.instance_id)

@@ -7,10 +7,10 @@ service stay. Swarm decides where a task runs; its restart policy is "none" beca
 reconcile restarts crashed engines on every backend alike, with back-off, the recorded reason,
 crash-loop detection and alerts (a restart by swarm would pass unseen).
 
-Data and placement: with the `local` volume driver a volume lives on one node, so every instance
-is pinned (`node.id==…`) to the node of the engine this backend talks to, where its volume is. With
-a shared volume driver (`QM_SWARM_VOLUME_DRIVER`, e.g. NFS) the data follows the task and instances
-spread over every node matching `QM_SWARM_CONSTRAINTS`. Files are written into and read out of
+Data and placement: a plain local volume lives on one node, so every instance is pinned
+(`node.id==…`) to the node of the engine this backend talks to, where its volume is. With shared
+volumes (a volume plugin, or NFS through the `local` driver's options) the data follows the task
+and instances spread over every node matching `QM_SWARM_CONSTRAINTS`. Files are written into and read out of
 the volume through a container on this backend's engine: the task's own when it runs here, or a
 short-lived helper that mounts the volume and is never started.
 """
@@ -42,6 +42,7 @@ from .docker import (
 
 SERVICE_ID_LABEL = "com.docker.swarm.service.id"
 FILES_LABEL = "quantmesh.files-for"
+NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs"}
 LIVE = {"starting", "running"}  # a container exists and runs ("starting": its health check has not passed yet)
 PENDING = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready"}
 
@@ -196,10 +197,16 @@ class SwarmBackend(RuntimeBackend):
                 labels={LABEL: instance_id},
             )
 
+    @property
+    def volumes_shared(self) -> bool:
+        """Whether every node reaches the same volume: a volume plugin, or NFS/CIFS through `local`."""
+        return self.volume_driver != "local" or self.volume_options.get("type") in NETWORK_FILESYSTEMS
+
     def _placement(self) -> list[str]:
-        if self.volume_driver == "local":  # the data is on this node's disk: the instance stays here
-            return [f"node.id=={self.client.info()['Swarm']['NodeID']}", *self.constraints]
-        return self.constraints
+        if self.volumes_shared:
+            return self.constraints
+        # The data is on this node's disk: the instance stays on this node.
+        return [f"node.id=={self.client.info()['Swarm']['NodeID']}", *self.constraints]
 
     def _create_service(self, spec: InstanceSpec) -> None:
         host_network = self.network == "host"

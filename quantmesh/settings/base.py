@@ -268,10 +268,10 @@ QM_REFERRAL_CREDIT_PERCENT = env.int("QM_REFERRAL_CREDIT_PERCENT", default=20)
 QM_RUNTIME_BACKEND = env.str("QM_RUNTIME_BACKEND", default="process")
 QM_ENGINE_IMAGE = env.str("QM_ENGINE_IMAGE", default="quantmesh/engine:latest")
 QM_DOCKER_NETWORK = env.str("QM_DOCKER_NETWORK", default="host")
-# The swarm backend: the volume driver (and its options, "key=value,…") holding instance data, and
-# placement constraints for instance tasks. With `local` volumes instances stay on the portal's node.
+# The swarm backend: the volume driver and its options (JSON) holding instance data, and placement
+# constraints for instance tasks. With plain local volumes instances stay on the worker's node.
 QM_SWARM_VOLUME_DRIVER = env.str("QM_SWARM_VOLUME_DRIVER", default="local")
-QM_SWARM_VOLUME_OPTIONS = env.dict("QM_SWARM_VOLUME_OPTIONS", default={})
+QM_SWARM_VOLUME_OPTIONS = env.json("QM_SWARM_VOLUME_OPTIONS", default={})
 QM_SWARM_CONSTRAINTS = env.list("QM_SWARM_CONSTRAINTS", default=[])
 QM_PROCESS_ROOT = env.path("QM_PROCESS_ROOT", default=VAR_DIR / "instances")
 QM_INSTANCE_URL_TEMPLATE = env.str(

@@ -8,7 +8,7 @@ import yaml
 
 from instances.models import Instance
 from instances.runtime.base import RuntimeState
-from instances.runtime.swarm import service_status
+from instances.runtime.swarm import SwarmBackend, service_status
 from quantmesh.crypto import decrypt
 from tests.db import committing_db
 
@@ -160,3 +160,19 @@ def test_a_stopped_service_reports_its_last_exit():
     assert (observed.state, observed.exit_code) == (RuntimeState.EXITED, 0)
     assert service_status(stopped, []).state == RuntimeState.CREATED  # never started
     assert service_status({**stopped, "PreviousSpec": {}}, []).state == RuntimeState.EXITED  # history cleared
+
+
+@pytest.mark.parametrize(
+    ("driver", "options", "shared"),
+    [
+        ("local", {}, False),
+        ("local", {"type": "nfs", "o": "addr=nfs.internal,rw", "device": ":/export/qm"}, True),
+        ("rexray/efs", {}, True),
+    ],
+)
+def test_only_shared_volumes_let_instances_leave_their_node(driver, options, shared):
+    constraints = ["node.role==worker"]
+    backend = SwarmBackend(client=object(), volume_driver=driver, volume_options=options, constraints=constraints)
+    assert backend.volumes_shared is shared
+    if shared:
+        assert backend._placement() == constraints  # swarm may place it on any such node
