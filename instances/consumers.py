@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from urllib.parse import parse_qs, urlparse
 
 from asgiref.sync import sync_to_async
@@ -25,9 +26,12 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import token_authenticate
 from accounts.selectors import user_has_two_factor
+from quantmesh.outages import OUTAGE_ERRORS
 
 from . import logstream, selectors
 from .events import instance_group
+
+logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -68,6 +72,8 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
         self.last_seq = 0
         self.groups_joined: list[str] = []
         self.heartbeat_task = None
+        # The heartbeat's repair and the channel layer's batches both send lines: one at a time.
+        self.send_lock = asyncio.Lock()
         query = parse_qs(self.scope.get("query_string", b"").decode())
         subprotocol = None
         user = None
@@ -121,13 +127,25 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
             await sync_to_async(logstream.hub().viewer_remove)(self.instance_id, self.channel_name)
 
     async def _heartbeat(self):
-        store = logstream.hub()
         while True:
             await asyncio.sleep(settings.QM_WS_HEARTBEAT_SECONDS)
-            await sync_to_async(store.viewer_touch)(self.instance_id, self.channel_name)
-            # Take over following if the process that did it died.
-            await sync_to_async(logstream.ensure_follower)(self.instance_id, asyncio.get_running_loop())
+            try:
+                await self._renew()
+            except OUTAGE_ERRORS:  # Redis is away: the viewer keeps its socket; tried again next beat
+                logger.warning("log stream heartbeat for %s: Redis unavailable", self.instance_id)
             await self.send(json.dumps({"type": "heartbeat", "at": timezone.now().isoformat()}))
+
+    async def _renew(self):
+        """What a Redis restart may have lost: the viewer's mark, the group membership, the follower
+        (or a follower in a process that died), and lines published while this viewer was not in
+        the group."""
+        store = logstream.hub()
+        await sync_to_async(store.viewer_touch)(self.instance_id, self.channel_name)
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await sync_to_async(logstream.ensure_follower)(self.instance_id, asyncio.get_running_loop())
+        async with self.send_lock:
+            await self._send_after(self.last_seq)
 
     async def _send_lines(self, lines: list[logstream.Line]):
         if not lines:
@@ -144,7 +162,10 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
         await self._send_lines(await sync_to_async(store.after)(self.instance_id, seq))
 
     async def log_lines(self, event):
-        first, lines = event["seq"], event["lines"]
+        async with self.send_lock:
+            await self._relay(event["seq"], event["lines"])
+
+    async def _relay(self, first: int, lines: list[str]):
         end = first + len(lines) - 1
         if end <= self.last_seq:
             return  # already sent (from the backlog)

@@ -31,7 +31,7 @@ BUFFER_LINES = 10_000
 BATCH_SECONDS = 0.1
 LEASE_SECONDS = 6
 VIEWER_TTL_SECONDS = 60  # a viewer that stops renewing (crashed process) is forgotten after this
-IDLE_GRACE_SECONDS = 10  # the follower lingers this long after the last viewer left
+IDLE_GRACE_SECONDS = 10  # the follower lingers this long after the last viewer left (at least two heartbeats)
 
 
 def logs_group(instance_id: str) -> str:
@@ -55,9 +55,9 @@ class MemoryHub:
         self.viewers: dict[str, dict[str, float]] = {}
         self.last_time: dict[str, str] = {}
 
-    def append(self, instance_id: str, lines: list[str]) -> int:
+    def append(self, instance_id: str, lines: list[str], after: int = 0) -> int:
         with self.lock:
-            first = self.next_seq.get(instance_id, 1)
+            first = max(self.next_seq.get(instance_id, 1), after + 1)
             buffer = self.buffers.setdefault(instance_id, deque(maxlen=BUFFER_LINES))
             buffer.extend(Line(first + i, text) for i, text in enumerate(lines))
             self.next_seq[instance_id] = first + len(lines)
@@ -127,8 +127,13 @@ class RedisHub:
     def _key(instance_id: str, what: str) -> str:
         return f"qm:logs:{instance_id}:{what}"
 
-    def append(self, instance_id: str, lines: list[str]) -> int:
-        last = self.redis.incrby(self._key(instance_id, "seq"), len(lines))
+    def append(self, instance_id: str, lines: list[str], after: int = 0) -> int:
+        """Number the lines after everything numbered so far, and after `after` (the caller's last
+        number: after a Redis restart lost the counter, numbering goes on instead of starting again)."""
+        pipe = self.redis.pipeline()
+        pipe.set(self._key(instance_id, "seq"), after, nx=True)
+        pipe.incrby(self._key(instance_id, "seq"), len(lines))
+        last = pipe.execute()[1]
         first = last - len(lines) + 1
         pipe = self.redis.pipeline()
         pipe.rpush(self._key(instance_id, "buffer"), *[json.dumps([first + i, text]) for i, text in enumerate(lines)])
@@ -156,7 +161,10 @@ class RedisHub:
 
     def renew(self, instance_id: str, owner: str) -> bool:
         key = self._key(instance_id, "lease")
-        if self.redis.get(key) != owner.encode():
+        holder = self.redis.get(key)
+        if holder is None:  # expired, or Redis restarted empty: take it again unless someone else did
+            return bool(self.redis.set(key, owner, nx=True, ex=LEASE_SECONDS))
+        if holder != owner.encode():
             return False
         return bool(self.redis.set(key, owner, xx=True, ex=LEASE_SECONDS))
 
@@ -213,6 +221,7 @@ class Follower(threading.Thread):
         self.pending: list[str] = []
         self.pending_lock = threading.Lock()
         self.stopped = threading.Event()
+        self.last_seq = 0  # the last number given to a line by this follower
 
     def publish(self) -> None:
         with self.pending_lock:
@@ -220,7 +229,13 @@ class Follower(threading.Thread):
         if not lines:
             return
         store = hub()
-        first = store.append(self.instance_id, lines)
+        try:
+            first = store.append(self.instance_id, lines, after=self.last_seq)
+        except Exception:
+            with self.pending_lock:  # Redis is away: keep the lines for the next batch, in order
+                self.pending[:0] = lines
+            raise
+        self.last_seq = first + len(lines) - 1
         stamp = next((s for s in map(_line_time, reversed(lines)) if s), None)
         if stamp:
             store.set_last_time(self.instance_id, stamp)
@@ -239,7 +254,9 @@ class Follower(threading.Thread):
                     self.stopped.set()  # someone else follows now
                 if store.viewer_count(self.instance_id) == 0:
                     idle_since = idle_since or time.monotonic()
-                    if time.monotonic() - idle_since > IDLE_GRACE_SECONDS:
+                    # Viewers renew their mark each heartbeat, also after Redis restarted empty.
+                    grace = max(IDLE_GRACE_SECONDS, 2 * settings.QM_WS_HEARTBEAT_SECONDS)
+                    if time.monotonic() - idle_since > grace:
                         self.stopped.set()
                 else:
                     idle_since = None

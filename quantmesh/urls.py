@@ -11,6 +11,7 @@ from instances import views as instance_views
 from instances.proxy import forward_auth
 from instances.traefik import provider as traefik_provider
 from quantmesh.api.errors import json_or_html
+from quantmesh.outages import server_error_or_outage
 
 from . import grafana, metrics, views
 
@@ -64,4 +65,6 @@ urlpatterns = [
 ]
 
 handler404 = json_or_html(404, "not_found", "No such resource.", views.page_not_found)
-handler500 = json_or_html(500, "server_error", "An internal error occurred; it has been logged.", views.server_error)
+handler500 = server_error_or_outage(
+    json_or_html(500, "server_error", "An internal error occurred; it has been logged.", views.server_error)
+)

@@ -9,6 +9,9 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from quantmesh.outages import MESSAGE as OUTAGE_MESSAGE
+from quantmesh.outages import RETRY_AFTER_SECONDS, is_outage
+
 logger = logging.getLogger(__name__)
 
 
@@ -90,6 +93,13 @@ def exception_handler(exc, context):
                 details = {"retry_after": int(exc.wait + 0.999)}
         return Response(error_body(code, message, details), status=exc.status_code, headers=headers)
 
+    if is_outage(exc):
+        logger.warning("API request during an outage: %s", exc)
+        return Response(
+            error_body("service_unavailable", OUTAGE_MESSAGE),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     logger.exception("Unhandled API error", exc_info=exc)
     return Response(
         error_body("server_error", "An internal error occurred; it has been logged."),

@@ -1,0 +1,45 @@
+"""A dependency that is down (PostgreSQL restarting, Redis unreachable) is not a bug: requests get
+503 with Retry-After at once, in the API's error shape or as a short page, and the next request
+after it is back succeeds (connections are opened per request, with connect timeouts)."""
+
+from __future__ import annotations
+
+import sys
+
+import redis.exceptions
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
+
+OUTAGE_ERRORS = (OperationalError, InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+RETRY_AFTER_SECONDS = 5
+MESSAGE = "The service is briefly unavailable; please retry in a few seconds."
+PAGE = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>QuantMesh Cloud: briefly unavailable</title>"
+    "<h1>Briefly unavailable</h1><p>Please retry in a few seconds. Your instances keep running.</p></html>"
+)
+
+
+def is_outage(exc: BaseException | None) -> bool:
+    return isinstance(exc, OUTAGE_ERRORS)
+
+
+def outage_response(request) -> HttpResponse:
+    """Rendered without the database, the cache or templates' context processors."""
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if request.path.startswith("/api/"):
+        from quantmesh.api.errors import error_body
+
+        return JsonResponse(error_body("service_unavailable", MESSAGE), status=503, headers=headers)
+    return HttpResponse(PAGE, status=503, headers=headers)
+
+
+def server_error_or_outage(handler):
+    """Wrap Django's 500 handler: it runs inside the `except` of the failed request, so the
+    exception at hand tells an outage (503) from a bug (500)."""
+
+    def handle(request, *args, **kwargs):
+        if is_outage(sys.exc_info()[1]):
+            return outage_response(request)
+        return handler(request, *args, **kwargs)
+
+    return handle
