@@ -33,12 +33,27 @@ def outage_response(request) -> HttpResponse:
     return HttpResponse(PAGE, status=503, headers=headers)
 
 
+def dependency_unreachable() -> bool:
+    """Whether PostgreSQL or Redis does not answer right now (a quick probe)."""
+    from django.core.cache import cache
+    from django.db import connection
+
+    try:
+        connection.close_if_unusable_or_obsolete()
+        connection.ensure_connection()
+        cache.get("qm:outage-probe")
+    except OUTAGE_ERRORS:
+        return True
+    return False
+
+
 def server_error_or_outage(handler):
-    """Wrap Django's 500 handler: it runs inside the `except` of the failed request, so the
-    exception at hand tells an outage (503) from a bug (500)."""
+    """Wrap Django's 500 handler: a failure while a dependency is down is an outage (503), not a bug.
+    Under ASGI the handler runs in another thread than the failure, without the exception at hand,
+    so the dependencies are probed."""
 
     def handle(request, *args, **kwargs):
-        if is_outage(sys.exc_info()[1]):
+        if is_outage(sys.exc_info()[1]) or dependency_unreachable():
             return outage_response(request)
         return handler(request, *args, **kwargs)
 
