@@ -1,16 +1,24 @@
-"""A dependency that is down (PostgreSQL restarting, Redis unreachable) is not a bug: requests get
-503 with Retry-After at once, in the API's error shape or as a short page, and the next request
-after it is back succeeds (connections are opened per request, with connect timeouts)."""
+"""A dependency that is down (PostgreSQL restarting, Redis or the Docker engine unreachable) is not
+a bug: requests get 503 with Retry-After at once, in the API's error shape or as a short page, and
+the next request after it is back succeeds (connections are opened per request, with timeouts)."""
 
 from __future__ import annotations
 
 import sys
 
 import redis.exceptions
+import requests.exceptions
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 
-OUTAGE_ERRORS = (OperationalError, InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# The Docker SDK (and any HTTP dependency) reports an unreachable server as requests' ConnectionError.
+OUTAGE_ERRORS = (
+    OperationalError,
+    InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    requests.exceptions.ConnectionError,
+)
 RETRY_AFTER_SECONDS = 5
 MESSAGE = "The service is briefly unavailable; please retry in a few seconds."
 PAGE = (

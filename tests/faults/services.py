@@ -3,6 +3,7 @@ servers are shared by the whole run, so faults are injected into servers of the 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -94,3 +95,23 @@ class PrivatePostgres:
         if (self.datadir / "postmaster.pid").exists():
             self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def restart_dockerd(while_down=None) -> None:
+    """Stop the Docker engine as a host shutdown would (SIGTERM: it stops every container), call
+    `while_down()`, then start it again as CI does."""
+    import signal
+
+    pid = int(subprocess.run(["pgrep", "-xo", "dockerd"], check=True, capture_output=True, text=True).stdout)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("dockerd did not stop within 60 s")
+        time.sleep(0.2)
+    try:
+        if while_down is not None:
+            while_down()
+    finally:
+        root = Path(__file__).resolve().parents[2]
+        subprocess.run(["bash", str(root / "deploy/scripts/docker-up.sh")], check=True, capture_output=True)
