@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -95,7 +96,10 @@ class Engine:
                 await asyncio.wait_for(trader.shutdown(cancel_orders=cancel_orders), timeout=5)
             except (ExchangeError, TimeoutError) as error:
                 event(logger, logging.WARNING, "could not cancel open orders", symbol=trader.symbol, reason=str(error))
-        self._save_paper_state()
+        try:
+            self._save_paper_state()
+        except sqlite3.OperationalError as error:  # a full disk must not stop a clean shutdown
+            event(logger, logging.WARNING, "could not save the paper account", reason=str(error))
         if self.exchange is not None:
             await self.exchange.close()
         self.exchange, self.traders = None, []
@@ -165,6 +169,13 @@ class Engine:
                 return  # refused keys do not get better by retrying; a config save restarts us
             except ExchangeError as error:
                 self._fail(f"exchange error, retrying in {backoff:.0f} s: {error}")
+                await self._drop_exchange()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            except sqlite3.OperationalError as error:
+                # E.g. the disk is full: the failed write was rolled back and the database is intact.
+                # Pause trading and retry; it resumes by itself once the write goes through.
+                self._fail(f"cannot write the database ({error}), trading paused; retrying in {backoff:.0f} s")
                 await self._drop_exchange()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
