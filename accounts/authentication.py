@@ -32,6 +32,23 @@ def token_authenticate(raw: str):
     return token.user, token
 
 
+def bearer_authenticate(raw: str, *, ip: str | None, request=None):
+    """token_authenticate behind the per-address guessing throttle, for HTTP and websockets alike:
+    Throttled while the address is blocked; each unknown token counts, and the one that reaches the
+    limit is audited once."""
+    wait = token_guessing_blocked(ip=ip)
+    if wait:
+        raise exceptions.Throttled(wait=wait, detail="Too many invalid tokens from your address.")
+    try:
+        return token_authenticate(raw)
+    except exceptions.AuthenticationFailed:
+        if record_token_failure(ip=ip):
+            security_event_record(
+                kind=SecurityEvent.Kind.TOKEN_GUESSING, request=request, ip=ip, limit=settings.QM_TOKEN_GUESS_LIMIT
+            )
+        raise
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -45,18 +62,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         raw = raw.strip()
         if not raw or " " in raw:
             raise exceptions.AuthenticationFailed("Malformed Authorization header: expected `Bearer <token>`.")
-        ip = client_ip(request)
-        wait = token_guessing_blocked(ip=ip)
-        if wait:
-            raise exceptions.Throttled(wait=wait, detail="Too many invalid tokens from your address.")
-        try:
-            return token_authenticate(raw)
-        except exceptions.AuthenticationFailed:
-            if record_token_failure(ip=ip):
-                security_event_record(
-                    kind=SecurityEvent.Kind.TOKEN_GUESSING, request=request, limit=settings.QM_TOKEN_GUESS_LIMIT
-                )
-            raise
+        return bearer_authenticate(raw, ip=client_ip(request), request=request)
 
     def authenticate_header(self, request):
         return self.keyword

@@ -27,12 +27,15 @@ TOTP_DEVICE_NAME = "Authenticator app"
 BACKUP_DEVICE_NAME = "Backup codes"
 
 
-def security_event_record(*, kind: str, user: User | None = None, email: str = "", request=None, **detail):
+def security_event_record(
+    *, kind: str, user: User | None = None, email: str = "", request=None, ip: str | None = None, **detail
+):
+    """An audit row; the address comes from the request, or `ip` where there is none (websockets)."""
     return SecurityEvent.objects.create(
         kind=kind,
         user=user,
         email=(email or (user.email if user else ""))[:254],
-        ip_address=client_ip(request),
+        ip_address=ip or client_ip(request),
         user_agent=user_agent(request),
         detail=detail,
     )

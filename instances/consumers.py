@@ -2,7 +2,8 @@
 
 Authentication: `Authorization: Bearer` (wscat -H), the `bearer` subprotocol carrying the token
 (browsers cannot set headers), or the console's session cookie from an allowed Origin. Unknown
-and foreign instances close alike (4404). Messages are JSON:
+and foreign instances close alike (4404); an address guessing tokens is refused like on HTTP
+(4429 while blocked). Messages are JSON:
   {"type": "logs", "seq": <first line's number>, "lines": [...]}   consecutive numbers per batch
   {"type": "gap", "from": a, "to": b}    lines a..b are gone (older than the buffer)
   {"type": "status", "status": ..., "kind": ...}   the instance stopped, restarted, was deleted...
@@ -22,9 +23,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, Throttled
 
-from accounts.authentication import token_authenticate
+from accounts.authentication import bearer_authenticate
+from accounts.requests import scope_client_ip
 from accounts.selectors import user_has_two_factor
 from quantmesh.outages import OUTAGE_ERRORS
 
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_BAD_REQUEST = 4400
+CLOSE_RATE_LIMITED = 4429
 
 
 def _header(scope, name: bytes) -> str:
@@ -43,9 +46,10 @@ def _header(scope, name: bytes) -> str:
 
 
 @database_sync_to_async
-def _user_from_token(raw: str):
+def _user_from_token(raw: str, scope):
+    """The token's user; None for an unknown token; Throttled while the address guesses tokens."""
     try:
-        return token_authenticate(raw)[0]
+        return bearer_authenticate(raw, ip=scope_client_ip(scope))[0]
     except AuthenticationFailed:
         return None
 
@@ -79,15 +83,22 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
         user = None
         authorization = _header(self.scope, b"authorization")
         protocols = self.scope.get("subprotocols") or []
-        if authorization.lower().startswith("bearer "):
-            user = await _user_from_token(authorization[7:].strip())
-        elif len(protocols) == 2 and protocols[0] == "bearer":
-            user = await _user_from_token(protocols[1])
-            subprotocol = "bearer"
-        else:
-            user = await _session_user(self.scope)
+        throttled = False
+        try:
+            if authorization.lower().startswith("bearer "):
+                user = await _user_from_token(authorization[7:].strip(), self.scope)
+            elif len(protocols) == 2 and protocols[0] == "bearer":
+                user = await _user_from_token(protocols[1], self.scope)
+                subprotocol = "bearer"
+            else:
+                user = await _session_user(self.scope)
+        except Throttled:
+            throttled = True
         # Accept first, so a refusal reaches the client as a close code it can act on (not an HTTP 403).
         await self.accept(subprotocol=subprotocol)
+        if throttled:
+            await self.close(code=CLOSE_RATE_LIMITED)
+            return
         if user is None:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -264,3 +265,27 @@ def test_console_session_with_our_origin(runtime, customer, password):
 
         assert asyncio.run(attempt(f"http://127.0.0.1:{port}"))["type"] in ("logs", "status")
         assert asyncio.run(attempt("http://evil.example")) == 4401
+
+
+def test_token_guessing_over_websockets_is_throttled_like_http(customer):
+    """Unknown tokens on the log stream count towards the same per-address limit as on the API."""
+    from accounts.models import SecurityEvent
+
+    _, token = api_token_create(user=customer)
+    with live_portal(QM_TOKEN_GUESS_LIMIT="3") as (base, _):
+
+        async def close_code(raw: str) -> int:
+            url = ws_url(base, "qm-aaaaaa-1700000000")
+            async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {raw}"}) as ws:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+                return closed.value.rcvd.code
+
+        assert [asyncio.run(close_code(f"qm_guess{n}")) for n in range(3)] == [4401, 4401, 4401]
+        assert asyncio.run(close_code(token)) == 4429  # even a valid token, while the address is blocked
+        request = urllib.request.Request(base + "/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+        with pytest.raises(urllib.error.HTTPError) as http:
+            urllib.request.urlopen(request, timeout=10)
+        assert http.value.code == 429
+    events = SecurityEvent.objects.filter(kind="token_guessing")
+    assert events.count() == 1 and events.get().ip_address == "127.0.0.1"
