@@ -132,6 +132,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 
 AUTH_USER_MODEL = "accounts.User"
+# Console sessions end after QM_SESSION_IDLE_HOURS without a request (each request renews them);
+# API tokens have their own expiry (QM_TOKEN_TTL_DAYS).
+SESSION_COOKIE_AGE = int(env.float("QM_SESSION_IDLE_HOURS", default=8) * 3600)
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_COOKIE_SAMESITE = "Lax"
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "allauth.account.auth_backends.AuthenticationBackend",

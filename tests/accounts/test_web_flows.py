@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import timedelta
 
 import pyotp
 import pytest
 from django.core import mail
+from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import SecurityEvent, User
@@ -164,3 +166,18 @@ def test_password_reset_by_email(client, user):
     assert done.status_code == 302
     user.refresh_from_db()
     assert user.check_password("a-brand-new-passphrase-7")
+
+
+def test_console_session_ends_when_idle_and_each_request_renews_it(client, user, settings):
+    from django.contrib.sessions.models import Session
+
+    client.force_login(user)
+    assert client.get("/billing/").status_code == 200
+    session = Session.objects.get()
+    Session.objects.filter(pk=session.pk).update(expire_date=timezone.now() + timedelta(minutes=1))
+    assert client.get("/billing/").status_code == 200
+    idle_limit = timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    assert Session.objects.get(pk=session.pk).expire_date > timezone.now() + idle_limit - timedelta(minutes=1)
+    Session.objects.filter(pk=session.pk).update(expire_date=timezone.now() - timedelta(seconds=1))  # idle too long
+    response = client.get("/billing/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
