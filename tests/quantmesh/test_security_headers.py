@@ -52,3 +52,23 @@ def test_oversized_bodies_are_refused_before_they_are_read(api_client, settings)
         "details": {"limit": 1000},
     }
     assert api_client.post("/api/saas/instances/create", data="{}", content_type="application/json").status_code != 413
+
+
+def test_console_forms_need_the_csrf_token(user):
+    """A cross-site form post with the victim's session is refused; the same post with the page's
+    token goes through."""
+    import re
+
+    from django.test import Client
+
+    from alerts.models import AlertSettings
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    form = {"email_enabled": "on", "telegram_chat_id": "", "events": ["backup_failed"]}
+    assert browser.post("/settings/notifications", form).status_code == 403
+    assert not AlertSettings.objects.filter(user=user, events=["backup_failed"]).exists()
+    page = browser.get("/settings/notifications").content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    assert browser.post("/settings/notifications", {**form, "csrfmiddlewaretoken": token}).status_code == 302
+    assert AlertSettings.objects.get(user=user).events == ["backup_failed"]
