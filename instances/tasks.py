@@ -5,18 +5,22 @@ from __future__ import annotations
 from celery import shared_task
 
 from quantmesh.metrics import record_reconcile
+from quantmesh.outages import OUTAGE_ERRORS
 
 from . import reconcile as reconcile_module
 from . import services
 
+# A dependency that is briefly down (database, Redis, Docker) is waited out, not left half-done.
+RETRIED = (TimeoutError, *OUTAGE_ERRORS)
 
-@shared_task(acks_late=True, autoretry_for=(TimeoutError,), retry_backoff=2, max_retries=5)
+
+@shared_task(acks_late=True, autoretry_for=RETRIED, retry_backoff=2, max_retries=5)
 def converge(instance_id: str) -> str | None:
     instance = services.instance_converge(instance_id=instance_id)
     return instance.status if instance else None
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, autoretry_for=RETRIED, retry_backoff=2, max_retries=5)
 def apply_limits(instance_id: str) -> None:
     services.instance_apply_limits(instance_id=instance_id)
 

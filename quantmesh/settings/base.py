@@ -102,8 +102,20 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 # A persistent connection that died with a database restart is replaced instead of failing a request.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    options = DATABASES["default"].setdefault("OPTIONS", {})
     # An unreachable database answers 503 within seconds instead of hanging requests.
-    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=3)
+    options["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=3)
+    # Each process shares at most DATABASE_POOL_SIZE connections among its request threads (daphne
+    # runs every in-flight request on a thread of its own: without a pool, 200 concurrent clients
+    # would open 200 connections, past PostgreSQL's max_connections). A request waits up to
+    # DATABASE_POOL_TIMEOUT for one; with CONN_HEALTH_CHECKS each is checked before use (a restart).
+    pool_size = env.int("DATABASE_POOL_SIZE", default=16)
+    if pool_size:
+        options["pool"] = {
+            "min_size": 1,
+            "max_size": pool_size,
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=3),
+        }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
