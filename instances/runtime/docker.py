@@ -81,6 +81,25 @@ def _earliest_start(status_text: str) -> datetime | None:
     return datetime.now(UTC) - timedelta(seconds=(count + 1) * unit)
 
 
+def unit_name(instance_id: str) -> str:
+    """The instance's container (docker) or service (swarm); found by label, named for people."""
+    return f"quantmesh-{instance_id}"
+
+
+def data_volume_name(instance_id: str) -> str:
+    return f"qm-data-{instance_id}"
+
+
+def engine_command(*, host_network: bool, port: int) -> list[str]:
+    """The engine's arguments: on host networking it listens on loopback only."""
+    listen = "127.0.0.1" if host_network else "0.0.0.0"  # noqa: S104 (its own network namespace)
+    return ["--data-dir", "/data", "--host", listen, "--port", str(port)]
+
+
+def unit_labels(spec: InstanceSpec, port: int) -> dict[str, str]:
+    return {LABEL: spec.instance_id, "quantmesh.owner": str(spec.owner_id), "quantmesh.port": str(port)}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -182,13 +201,8 @@ class DockerBackend(RuntimeBackend):
         self.restart_retries = restart_retries
         self._cpu = CpuSampler()
 
-    @staticmethod
-    def container_name(instance_id: str) -> str:
-        return f"quantmesh-{instance_id}"
-
-    @staticmethod
-    def volume_name(instance_id: str) -> str:
-        return f"qm-data-{instance_id}"
+    container_name = staticmethod(unit_name)
+    volume_name = staticmethod(data_volume_name)
 
     def _find(self, instance_id: str):
         found = self.client.containers.list(all=True, filters={"label": f"{LABEL}={instance_id}"})
@@ -222,16 +236,9 @@ class DockerBackend(RuntimeBackend):
         try:
             return self.client.containers.create(
                 spec.image,
-                command=[
-                    "--data-dir",
-                    "/data",
-                    "--host",
-                    "127.0.0.1" if host_network else "0.0.0.0",  # noqa: S104
-                    "--port",
-                    str(port),
-                ],
+                command=engine_command(host_network=host_network, port=port),
                 name=self.container_name(spec.instance_id),
-                labels={LABEL: spec.instance_id, "quantmesh.owner": str(spec.owner_id), "quantmesh.port": str(port)},
+                labels=unit_labels(spec, port),
                 nano_cpus=int(spec.cpu_limit * 1e9),
                 mem_limit=memory,
                 memswap_limit=memory,

@@ -33,11 +33,15 @@ from .docker import (
     LABEL,
     CpuSampler,
     container_stats,
+    data_volume_name,
     docker_time,
+    engine_command,
     free_port,
     lines_of,
     put_files,
     read_data_file,
+    unit_labels,
+    unit_name,
 )
 
 SERVICE_ID_LABEL = "com.docker.swarm.service.id"
@@ -130,13 +134,8 @@ class SwarmBackend(RuntimeBackend):
         self.constraints = list(constraints or [])
         self._cpu = CpuSampler()
 
-    @staticmethod
-    def service_name(instance_id: str) -> str:
-        return f"quantmesh-{instance_id}"
-
-    @staticmethod
-    def volume_name(instance_id: str) -> str:
-        return f"qm-data-{instance_id}"
+    service_name = staticmethod(unit_name)
+    volume_name = staticmethod(data_volume_name)
 
     # --- finding things -------------------------------------------------------------------
 
@@ -231,16 +230,9 @@ class SwarmBackend(RuntimeBackend):
         try:
             self.client.services.create(
                 spec.image,
-                args=[
-                    "--data-dir",
-                    "/data",
-                    "--host",
-                    "127.0.0.1" if host_network else "0.0.0.0",  # noqa: S104
-                    "--port",
-                    str(port),
-                ],
+                args=engine_command(host_network=host_network, port=port),
                 name=self.service_name(spec.instance_id),
-                labels={LABEL: spec.instance_id, "quantmesh.owner": str(spec.owner_id), "quantmesh.port": str(port)},
+                labels=unit_labels(spec, port),
                 container_labels={"quantmesh.service-of": spec.instance_id, "quantmesh.owner": str(spec.owner_id)},
                 mode=docker.types.ServiceMode("replicated", replicas=0),
                 resources=resources,

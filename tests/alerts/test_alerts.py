@@ -4,7 +4,6 @@ stand-in on loopback), de-duplicated, retried, and following the user's settings
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 
 import pytest
@@ -21,6 +20,7 @@ from instances.reconcile import reconcile_pass
 from quantmesh.crypto import decrypt
 from tests.db import committing_db
 from tests.instances.conftest import kill_engine
+from tests.waiting import wait_for
 
 from .conftest import TOKEN
 
@@ -35,15 +35,6 @@ def _row(owner, slug="alert1"):
         image="x",
         proxy_secret_encrypted="x",
     )
-
-
-def _wait(predicate, seconds=20):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 @committing_db
@@ -90,7 +81,7 @@ def test_watch_alerts_on_risk_control_and_resources_near_the_limit(
         services.instances_watch()
         return Alert.objects.filter(user=customer, kind=AlertKind.RISK_TRIGGERED).exists()
 
-    _wait(paused)
+    wait_for(paused, 20, "risk control pauses trading")
     risk = Alert.objects.get(user=customer, kind=AlertKind.RISK_TRIGGERED)
     assert "BTC/USDT" in risk.message and risk.status == "sent"
     assert not Alert.objects.filter(kind=AlertKind.RESOURCE_HIGH).exists()  # an idle paper engine is far below

@@ -7,7 +7,6 @@ import io
 import json
 import sqlite3
 import tarfile
-import time
 import urllib.request
 from datetime import timedelta
 
@@ -26,6 +25,7 @@ from instances.services import instance_change_plan
 from quantmesh.crypto import decrypt
 from tests.db import committing_db
 from tests.instances.conftest import running_rows
+from tests.waiting import wait_for
 
 pytestmark = committing_db
 
@@ -69,22 +69,12 @@ def _fills(database: bytes) -> list[tuple]:
     return db.execute("SELECT id, client_id, side, price, amount FROM fills ORDER BY id").fetchall()
 
 
-def _wait(predicate, seconds: float = 30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def _trading_instance(create_instance, runtime, config=FAST_PAPER):
     instance_id = create_instance()["instance_id"]
     _engine(
         instance_id, runtime, "PUT", "/api/config", {"config": config, "secrets": {"api_key": "ak-1", "secret": SECRET}}
     )
-    _wait(
+    wait_for(
         lambda: (
             json.loads(_engine(instance_id, runtime, "GET", "/api/status")).get("fills", 0)
             or _fills_now(instance_id, runtime)
@@ -121,7 +111,7 @@ def test_backup_then_change_then_restore_gives_the_exact_data_back(create_instan
         "/api/config",
         {"config": {**FAST_PAPER, "grid": {"price_interval": 35, "order_quote_size": 50}}},
     )
-    _wait(lambda: _fills_now(instance_id, runtime) > len(saved_fills) + 3)
+    wait_for(lambda: _fills_now(instance_id, runtime) > len(saved_fills) + 3)
 
     # Restore into the stopped instance: its files are exactly the backup's.
     assert customer_client.post(f"/api/saas/instances/{instance_id}/stop").status_code == 200

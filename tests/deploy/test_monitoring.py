@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -20,6 +19,7 @@ from instances import services as instance_services
 from tests.conftest import require_service
 from tests.db import committing_db
 from tests.live_server import free_port, live_portal
+from tests.waiting import wait_for
 
 DEPLOY = Path(settings.BASE_DIR) / "deploy"
 DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
@@ -162,16 +162,6 @@ def _series(prometheus_url: str, query: str) -> list[dict]:
     return body.get("data", {}).get("result", []) if status == 200 else []
 
 
-def _wait_for(predicate, seconds: float = 45):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError("timed out waiting for Prometheus")
-
-
 @committing_db
 @pytest.mark.parametrize("runtime", ["process"], indirect=True)
 def test_real_prometheus_scrapes_and_each_customer_sees_only_their_own_series(
@@ -189,12 +179,19 @@ def test_real_prometheus_scrapes_and_each_customer_sees_only_their_own_series(
         QM_PROMETHEUS_URL=f"http://127.0.0.1:{port}",
     ) as (portal, _):
         prom = start(portal, "metrics-token")
-        engines = _wait_for(lambda: len(s := _series(prom, "quantmesh_engine_up")) == 2 and s)
+        engines = wait_for(
+            lambda: len(s := _series(prom, "quantmesh_engine_up")) == 2 and s, 45, "Prometheus scrapes", 0.5
+        )
         assert {(s["metric"]["instance"], s["metric"]["owner"]) for s in engines} == {
             (mine, customer.email),
             (theirs, other.email),
         }
-        _wait_for(lambda: _series(prom, "quantmesh_instance_memory_bytes") and _series(prom, "quantmesh_instances"))
+        wait_for(
+            lambda: _series(prom, "quantmesh_instance_memory_bytes") and _series(prom, "quantmesh_instances"),
+            45,
+            "the runtime and platform series",
+            0.5,
+        )
         # Every metric a dashboard reads exists.
         status, names = _get(f"{prom}/api/v1/label/__name__/values")
         present = set(names["data"])

@@ -9,7 +9,6 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from instances.models import Instance
 from instances.reconcile import reconcile_pass
 from tests.conftest import require_service
 from tests.db import committing_db
+from tests.waiting import wait_for
 
 pytestmark = [committing_db, pytest.mark.parametrize("runtime", ["process"], indirect=True)]
 DISK_MB = 8
@@ -27,16 +27,6 @@ DISK_MB = 8
 def engine_status(runtime, instance_id: str) -> dict:
     reply = engine_client.engine_request(Instance.objects.get(instance_id=instance_id), "/api/status", backend=runtime)
     return json.loads(reply.body) if reply and reply.status == 200 else {}
-
-
-def wait_for(check, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"not within {seconds:.0f} s: {what}")
 
 
 @pytest.fixture
