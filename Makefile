@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Links the portal prints (instance URLs, Stripe's return address) follow HOST and PORT unless set.
+QM_INSTANCE_URL_TEMPLATE ?= http://instance-{slug}.{domain}:$(PORT)
+QM_PUBLIC_URL ?= http://$(HOST):$(PORT)
 
 .PHONY: venv run test bench lint migrate clean
 
@@ -24,6 +27,7 @@ migrate: venv
 
 run: migrate
 	$(PY) manage.py create_demo_user
+	QM_INSTANCE_URL_TEMPLATE='$(QM_INSTANCE_URL_TEMPLATE)' QM_PUBLIC_URL='$(QM_PUBLIC_URL)' \
 	$(PY) manage.py run_portal --host $(HOST) --port $(PORT)
 
 test: venv
