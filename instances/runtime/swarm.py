@@ -90,18 +90,12 @@ def service_status(service: dict, tasks: list[dict]) -> RuntimeStatus:
             healthy=True if state == "running" else None,
         )
     latest = tasks[-1] if tasks else None
-    if _replicas(service) == 0:
-        if latest is None:  # never started, or stopped and its task already cleared away
-            ever_changed = "PreviousSpec" in service
-            return RuntimeStatus(instance_id, RuntimeState.EXITED if ever_changed else RuntimeState.CREATED)
-        exit_code = latest["Status"].get("ContainerStatus", {}).get("ExitCode")
-        return RuntimeStatus(
-            instance_id,
-            RuntimeState.EXITED,
-            exit_code=exit_code,
-            finished_at=docker_time(latest["Status"].get("Timestamp")),
-        )
-    if latest is None or latest["Status"]["State"] in PENDING:
+    scaled_up = _replicas(service) > 0
+    if latest is None:
+        # Swarm is yet to start the replica; or it never ran; or it was stopped and its task is gone.
+        stopped = not scaled_up and "PreviousSpec" in service
+        return RuntimeStatus(instance_id, RuntimeState.EXITED if stopped else RuntimeState.CREATED)
+    if scaled_up and latest["Status"]["State"] in PENDING:
         return RuntimeStatus(instance_id, RuntimeState.CREATED)  # swarm is yet to start the replica
     error = _task_error(latest, image) if latest["Status"]["State"] == "rejected" else ""
     return RuntimeStatus(
@@ -155,15 +149,19 @@ class SwarmBackend(RuntimeBackend):
     def task_container(self, instance_id: str, service=None):
         """The running task's container when it runs on this backend's engine."""
         service = service or self._service(instance_id)
-        if service is None:
-            return None
-        for task in self._tasks(service):
+        return self._local_container(service, running=True) if service else None
+
+    def _local_container(self, service, *, running: bool):
+        """The container of the service's newest task (newest running one, if `running`), when that
+        task is on this backend's engine."""
+        for task in sorted(self._tasks(service), key=_created, reverse=True):
             container_id = task["Status"].get("ContainerStatus", {}).get("ContainerID")
-            if task["Status"]["State"] in LIVE and container_id:
-                try:
-                    return self.client.containers.get(container_id)
-                except NotFound:
-                    return None  # it runs on another node
+            if not container_id or (running and task["Status"]["State"] not in LIVE):
+                continue
+            try:
+                return self.client.containers.get(container_id)
+            except NotFound:
+                return None  # it runs on another node
         return None
 
     def _update(self, service, change) -> None:
@@ -392,24 +390,13 @@ class SwarmBackend(RuntimeBackend):
                 by_service[task["ServiceID"]].append(task)
         return {s["Spec"]["Labels"][LABEL]: service_status(s, by_service[s["ID"]]) for s in services}
 
-    def _newest_container(self, service):
-        """The container of the service's newest task, when it is on this engine (running or not)."""
-        for task in sorted(self._tasks(service), key=_created, reverse=True):
-            container_id = task["Status"].get("ContainerStatus", {}).get("ContainerID")
-            if container_id:
-                try:
-                    return self.client.containers.get(container_id)
-                except NotFound:
-                    return None
-        return None
-
     # Swarm's own log stream (`docker service logs`) reaches tasks on every node but reports new
     # lines only after several seconds; the local container's log is read when there is one.
     def logs(self, instance_id: str, tail: int) -> list[str]:
         service = self._service(instance_id)
         if service is None:
             return []
-        container = self._newest_container(service)
+        container = self._local_container(service, running=False)
         source = container.logs(tail=tail) if container else b"".join(service.logs(stdout=True, stderr=True, tail=tail))
         return source.decode("utf-8", "replace").splitlines()
 
