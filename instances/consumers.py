@@ -155,8 +155,10 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await sync_to_async(logstream.ensure_follower)(self.instance_id, asyncio.get_running_loop())
-        async with self.send_lock:
-            await self._send_after(self.last_seq)
+        newest = await sync_to_async(store.newest_seq)(self.instance_id)
+        if newest is not None and newest > self.last_seq:  # the buffer is read only when lines were missed
+            async with self.send_lock:
+                await self._send_after(self.last_seq)
 
     async def _send_lines(self, lines: list[logstream.Line]):
         if not lines:

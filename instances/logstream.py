@@ -72,9 +72,15 @@ class MemoryHub:
             return list(self.buffers.get(instance_id, ()))[-count:]
 
     def oldest_seq(self, instance_id: str) -> int | None:
+        return self._edge_seq(instance_id, 0)
+
+    def newest_seq(self, instance_id: str) -> int | None:
+        return self._edge_seq(instance_id, -1)
+
+    def _edge_seq(self, instance_id: str, index: int) -> int | None:
         with self.lock:
             buffer = self.buffers.get(instance_id)
-            return buffer[0].seq if buffer else None
+            return buffer[index].seq if buffer else None
 
     def acquire(self, instance_id: str, owner: str) -> bool:
         with self.lock:
@@ -153,8 +159,14 @@ class RedisHub:
         return self._lines(self.redis.lrange(self._key(instance_id, "buffer"), -count, -1))
 
     def oldest_seq(self, instance_id: str) -> int | None:
-        first = self.redis.lindex(self._key(instance_id, "buffer"), 0)
-        return json.loads(first)[0] if first else None
+        return self._edge_seq(instance_id, 0)
+
+    def newest_seq(self, instance_id: str) -> int | None:
+        return self._edge_seq(instance_id, -1)
+
+    def _edge_seq(self, instance_id: str, index: int) -> int | None:
+        item = self.redis.lindex(self._key(instance_id, "buffer"), index)
+        return json.loads(item)[0] if item else None
 
     def acquire(self, instance_id: str, owner: str) -> bool:
         return bool(self.redis.set(self._key(instance_id, "lease"), owner, nx=True, ex=LEASE_SECONDS))
