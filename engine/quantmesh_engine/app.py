@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import time
 from collections import Counter
@@ -130,7 +131,12 @@ class Engine:
         secrets = self.secrets()
         if not secrets.present:
             raise AuthError(f"no API key for {config.exchange.name}: enter the key and secret on the config page")
-        return LiveExchange(config.exchange_id, secrets, testnet=config.exchange.testnet)
+        return LiveExchange(
+            config.exchange_id,
+            secrets,
+            testnet=config.exchange.testnet,
+            api_url=os.environ.get("QM_ENGINE_EXCHANGE_API_URL") or None,
+        )
 
     def _save_paper_state(self) -> None:
         if isinstance(self.exchange, PaperExchange):

@@ -8,6 +8,7 @@ three kinds (temporary, authentication, rejected order) so the trader knows what
 from __future__ import annotations
 
 import contextlib
+from urllib.parse import urlsplit
 
 import ccxt
 import ccxt.async_support as ccxt_async
@@ -25,8 +26,17 @@ def _translate(error: Exception) -> ExchangeError:
     return ExchangeError(f"{type(error).__name__}: {error}")
 
 
+def rebased_urls(urls, base: str):
+    """ccxt's `urls['api']` (a string or nested dicts of them) with every scheme and host replaced by
+    `base`, paths kept: `https://api.binance.com/api/v3` -> `http://127.0.0.1:9000/api/v3`."""
+    if isinstance(urls, dict):
+        return {key: rebased_urls(value, base) for key, value in urls.items()}
+    parts = urlsplit(urls)
+    return base.rstrip("/") + urls[len(f"{parts.scheme}://{parts.netloc}") :]
+
+
 class LiveExchange(Exchange):
-    def __init__(self, exchange_id: str, secrets: ExchangeSecrets, *, testnet: bool, client=None):
+    def __init__(self, exchange_id: str, secrets: ExchangeSecrets, *, testnet: bool, client=None, api_url=None):
         self.name = exchange_id
         self.client = client or getattr(ccxt_async, exchange_id)(
             {
@@ -43,6 +53,8 @@ class LiveExchange(Exchange):
                 raise ExchangeError(
                     f"{exchange_id} has no testnet/sandbox in ccxt; set exchange.testnet: false"
                 ) from None
+        if api_url:  # operators and tests only (QM_ENGINE_EXCHANGE_API_URL): the exchange at another address
+            self.client.urls["api"] = rebased_urls(self.client.urls["api"], api_url)
         self.supports_post_only = bool(self.client.has.get("createPostOnlyOrder", True))
         self.markets: dict[str, Market] = {}
         self._seen_trades: set[str] = set()
