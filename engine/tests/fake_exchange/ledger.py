@@ -134,6 +134,13 @@ class Ledger:
                     amount = order.remaining if share is None else min(order.remaining, self._lot(order.amount * share))
                     self._fill(order, order.price, amount or order.remaining, maker=True)
 
+    def fill_resting(self, order_id: str) -> None:
+        """Fill what is left of one resting order at its price (a trade only this order's price met)."""
+        with self.lock:
+            order = self.orders[order_id]
+            if order.status == "open":
+                self._fill(order, order.price, order.remaining, maker=True)
+
     def _lot(self, amount: float) -> float:
         return round(math.floor(amount / self.amount_step + 1e-9) * self.amount_step, 10)
 
