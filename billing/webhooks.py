@@ -7,10 +7,35 @@ order cannot move a subscription back to an older state.
 
 from __future__ import annotations
 
+import logging
+
+import stripe
+from django.db import transaction
 from djstripe import models as djstripe_models
 from djstripe.event_handlers import djstripe_receiver
 
 from . import services
+
+logger = logging.getLogger(__name__)
+
+
+def process_trigger(trigger, api_key: str | None = None) -> None:
+    """dj-stripe's processing of a verified webhook (DJSTRIPE_WEBHOOK_EVENT_CALLBACK), except that an
+    event about a customer Stripe does not know (deleted, or another account's) is answered 200 and
+    kept in the trigger row with the reason, instead of failing on every retry."""
+    try:
+        with transaction.atomic():
+            trigger.process(save=False, api_key=api_key)
+    except stripe.InvalidRequestError as error:
+        if error.code != "resource_missing" or "customer" not in str(error.user_message or error).lower():
+            raise
+        trigger.exception = f"ignored, unknown customer: {error.user_message or error}"[:128]
+        logger.warning("Stripe event for an unknown customer ignored: %s", error.user_message or error)
+
+
+def _user_of(customer_id) -> object | None:
+    customer = djstripe_models.Customer.objects.filter(id=customer_id).first() if customer_id else None
+    return getattr(customer, "subscriber", None)
 
 
 def _object_id(event) -> str:
@@ -45,12 +70,36 @@ def _invoice_subscription_id(data: dict) -> str:
 def invoice_settled(sender, event, **kwargs) -> None:
     invoice = djstripe_models.Invoice.objects.filter(id=_object_id(event)).first()
     data = invoice.stripe_data if invoice is not None else event.data["object"]
-    customer = djstripe_models.Customer.objects.filter(id=data.get("customer")).first()
     services.invoice_settled(
         subscription_id=_invoice_subscription_id(data),
-        customer_user=getattr(customer, "subscriber", None),
+        customer_user=_user_of(data.get("customer")),
         paid=data.get("status") == "paid",
         amount_paid=int(data.get("amount_paid") or 0),
         currency=data.get("currency", "usd"),
         invoice_id=data.get("id", ""),
     )
+
+
+@djstripe_receiver("invoice.payment_action_required")
+def invoice_action_required(sender, event, **kwargs) -> None:
+    data = event.data["object"]
+    user = _user_of(data.get("customer"))
+    if user is not None and data.get("hosted_invoice_url"):
+        services.invoice_payment_action_required(
+            user=user, invoice_id=data.get("id", ""), hosted_invoice_url=data["hosted_invoice_url"]
+        )
+
+
+@djstripe_receiver(["charge.refunded", "charge.dispute.created"])
+def payment_taken_back(sender, event, **kwargs) -> None:
+    """A refund or a dispute: a referral credit the payment earned is taken back."""
+    data = event.data["object"]
+    charge_id = data.get("charge") if data.get("object") == "dispute" else data.get("id")
+    customer_id = data.get("customer")
+    if not customer_id and charge_id:
+        charge = djstripe_models.Charge.objects.filter(id=charge_id).first()
+        customer_id = charge.customer_id if charge is not None else None
+    user = _user_of(customer_id)
+    if user is not None:
+        reason = "disputed" if data.get("object") == "dispute" else "refunded"
+        services.referral_claw_back(referred=user, reason=reason, charge_id=charge_id or "")
