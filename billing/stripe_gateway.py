@@ -152,8 +152,8 @@ def subscription_change_price_now(*, subscription_id: str, price_id: str) -> tup
         payment_behavior="pending_if_incomplete",
         expand=["latest_invoice"],
     )
-    invoice = data.get("latest_invoice") or {}
-    pay_at = invoice.get("hosted_invoice_url", "") if data.get("pending_update") and isinstance(invoice, dict) else ""
+    invoice = data.get("latest_invoice")
+    pay_at = invoice.get("hosted_invoice_url") if data.get("pending_update") and not isinstance(invoice, str) else ""
     return subscription_sync(data=data), pay_at or ""
 
 

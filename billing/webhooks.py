@@ -7,30 +7,43 @@ order cannot move a subscription back to an older state.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import stripe
-from django.db import transaction
+from django.http import HttpResponse
 from djstripe import models as djstripe_models
 from djstripe.event_handlers import djstripe_receiver
+from djstripe.views import ProcessWebhookView
 
 from . import services
 
 logger = logging.getLogger(__name__)
 
 
-def process_trigger(trigger, api_key: str | None = None) -> None:
-    """dj-stripe's processing of a verified webhook (DJSTRIPE_WEBHOOK_EVENT_CALLBACK), except that an
-    event about a customer Stripe does not know (deleted, or another account's) is answered 200 and
-    kept in the trigger row with the reason, instead of failing on every retry."""
+class WebhookView(ProcessWebhookView):
+    """dj-stripe's webhook endpoint, except that an event about a customer Stripe does not know
+    (deleted, or another account's) is answered 200 instead of failing on every retry: dj-stripe has
+    already recorded the delivery (its WebhookEventTrigger row, with the error)."""
+
+    def post(self, request, uuid):
+        try:
+            return super().post(request, uuid)
+        except stripe.InvalidRequestError as error:
+            customer_id = _event_customer(request.body)
+            if error.http_status != 404 or not customer_id or djstripe_models.Customer.objects.filter(id=customer_id):
+                raise
+            logger.warning("Stripe event for unknown customer %s ignored (recorded by dj-stripe)", customer_id)
+            return HttpResponse(f"ignored: unknown customer {customer_id}")
+
+
+def _event_customer(body: bytes) -> str:
     try:
-        with transaction.atomic():
-            trigger.process(save=False, api_key=api_key)
-    except stripe.InvalidRequestError as error:
-        if error.code != "resource_missing" or "customer" not in str(error.user_message or error).lower():
-            raise
-        trigger.exception = f"ignored, unknown customer: {error.user_message or error}"[:128]
-        logger.warning("Stripe event for an unknown customer ignored: %s", error.user_message or error)
+        obj = json.loads(body)["data"]["object"]
+    except (ValueError, KeyError, TypeError):
+        return ""
+    customer = obj.get("customer") or (obj.get("id") if obj.get("object") == "customer" else "")
+    return customer if isinstance(customer, str) else ""
 
 
 def _user_of(customer_id) -> object | None:

@@ -207,7 +207,9 @@ def instances_enforce_plan(*, owner, reason: str) -> list[str]:
 def _domains_follow_plan(live: list[Instance], *, routed: bool, reason: str) -> None:
     from .models import CustomDomain
 
-    changing = CustomDomain.objects.filter(instance__in=live, suspended_at__isnull=routed).select_related("instance")
+    changing = CustomDomain.objects.filter(instance__in=live, suspended_at__isnull=not routed).select_related(
+        "instance"
+    )
     for custom in changing:
         custom.suspended_at = None if routed else timezone.now()
         custom.save(update_fields=["suspended_at"])

@@ -282,7 +282,7 @@ class StripeTestServer:
                     phases=form.get("phases", schedule["phases"]), end_behavior=form.get("end_behavior", "release")
                 )
             return 200, schedule
-        match = re.fullmatch(r"/v1/(prices|subscriptions|invoices|checkout/sessions|charges)/([\w]+)", path)
+        match = re.fullmatch(r"/v1/(prices|subscriptions|invoices|checkout/sessions|charges|disputes)/([\w]+)", path)
         if match and match.group(2) in self.objects:
             return self._object(method, match.group(1), self.objects[match.group(2)], form)
         if match and match.group(1) in ("prices", "checkout/sessions"):
