@@ -13,6 +13,7 @@ class AlertKind(models.TextChoices):
     RESOURCE_HIGH = "resource_high", _("CPU or memory near the plan limit")
     PAYMENT_FAILED = "payment_failed", _("Payment failed")
     BACKUP_FAILED = "backup_failed", _("Backup failed")
+    BILLING = "billing", _("Billing: payment reminders, payments to confirm, instances stopped by the plan")
 
 
 class AlertSettings(models.Model):

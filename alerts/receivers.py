@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.dispatch import receiver
 
 from backups.signals import backup_failed
-from billing.signals import payment_failed
+from billing.signals import customer_notice, payment_failed
 from instances.signals import instance_events_recorded
 
 from .models import AlertKind
@@ -19,6 +19,8 @@ INSTANCE_EVENTS = {
         "The engine keeps crashing ({reason}) and was left stopped. Check its logs and configuration, then start it.",
     ),
     "failed": (AlertKind.INSTANCE_DOWN, "{id} failed", "The instance failed: {reason}."),
+    "stopped_by_plan": (AlertKind.BILLING, "{id} was stopped by your plan", "{reason}"),
+    "domain_unrouted": (AlertKind.BILLING, "A custom domain of {id} is no longer routed", "{reason}"),
     "unhealthy": (
         AlertKind.INSTANCE_UNHEALTHY,
         "{id} is unhealthy",
@@ -68,6 +70,11 @@ def alert_on_payment_failed(sender, user, **kwargs) -> None:
         message="Your last payment failed. Update your card on the billing page, or your instances will be stopped "
         "when the grace period ends (their data is kept).",
     )
+
+
+@receiver(customer_notice)
+def alert_on_billing_notice(sender, user, subject: str, message: str, **kwargs) -> None:
+    alert_raise(user=user, kind=AlertKind.BILLING, subject=subject, message=message)
 
 
 @receiver(backup_failed)

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from decimal import Decimal
-
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from .money import major_units
 
 
 class Plan(models.Model):
@@ -15,6 +15,7 @@ class Plan(models.Model):
     name_zh = models.CharField(max_length=64)
     tier = models.PositiveSmallIntegerField(help_text="Higher tiers include everything lower tiers may do.")
     currency = models.CharField(max_length=3, default="usd")
+    # Amounts in the currency's minor unit (cents; whole yen for a zero-decimal currency).
     price_monthly_cents = models.PositiveIntegerField()
     price_yearly_cents = models.PositiveIntegerField()
     cpu_limit = models.DecimalField(max_digits=5, decimal_places=2, help_text="CPU cores per instance.")
@@ -26,7 +27,9 @@ class Plan(models.Model):
     audience = models.CharField(max_length=100, blank=True)
     audience_zh = models.CharField(max_length=100, blank=True)
     is_active = models.BooleanField(default=True)
-    # Set by `manage.py billing_stripe_sync`; Checkout sells these prices and webhooks map them back.
+    # Set by `manage.py billing_stripe_sync`. Checkout sells these prices; webhooks map any price of
+    # the plan's product (whatever its amount or age) back to the plan.
+    stripe_product_id = models.CharField(max_length=255, blank=True, db_index=True)
     stripe_price_month_id = models.CharField(max_length=255, blank=True)
     stripe_price_year_id = models.CharField(max_length=255, blank=True)
 
@@ -37,12 +40,12 @@ class Plan(models.Model):
         return self.name
 
     @property
-    def price_monthly(self) -> Decimal:
-        return Decimal(self.price_monthly_cents) / 100
+    def price_monthly(self):
+        return major_units(self.price_monthly_cents, self.currency)
 
     @property
-    def price_yearly(self) -> Decimal:
-        return Decimal(self.price_yearly_cents) / 100
+    def price_yearly(self):
+        return major_units(self.price_yearly_cents, self.currency)
 
     def includes(self, other: Plan) -> bool:
         return other.tier <= self.tier
@@ -75,6 +78,12 @@ class Subscription(models.Model):
     stripe_subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
     # When payment first failed; instances keep running for QM_PAYMENT_GRACE after it.
     past_due_since = models.DateTimeField(null=True, blank=True)
+    # A change asked for but not in force yet: an upgrade waiting for its invoice to be paid, or a
+    # downgrade (or yearly → monthly) waiting for the paid period to end.
+    pending_plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    pending_interval = models.CharField(max_length=8, choices=Interval.choices, blank=True)
+    pending_effective = models.CharField(max_length=16, blank=True, help_text="when_paid or period_end")
+    pending_invoice_url = models.URLField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -95,6 +104,13 @@ class BillingEvent(models.Model):
         PAYMENT_RECOVERED = "payment_recovered", "Payment recovered"
         SUSPENDED = "suspended", "Instances stopped: no plan"
         REFERRAL_CREDITED = "referral_credited", "Referral credit granted"
+        REFERRAL_CLAWED_BACK = "referral_clawed_back", "Referral credit clawed back"
+        REFERRAL_REFUSED = "referral_refused", "Referral refused (same person)"
+        CHANGE_SCHEDULED = "change_scheduled", "Plan change scheduled"
+        PAYMENT_ACTION_REQUIRED = "payment_action_required", "Payment needs the customer's action"
+        DUNNING_REMINDER = "dunning_reminder", "Unpaid: reminder sent"
+        UNKNOWN_PRICE = "unknown_price", "Subscription on a price no plan sells"
+        RECONCILED = "reconciled", "Corrected by the daily reconcile with Stripe"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="billing_events")
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -131,6 +147,10 @@ class Referral(models.Model):
     credited_at = models.DateTimeField(null=True, blank=True)
     # The Stripe customer balance transaction that carries the credit onto the referrer's next invoice.
     stripe_balance_transaction_id = models.CharField(max_length=255, blank=True)
+    credit_invoice_id = models.CharField(max_length=255, blank=True, help_text="The paid invoice that earned it.")
+    # A refund or dispute of the referred customer's payment takes the credit back (once).
+    clawed_back_at = models.DateTimeField(null=True, blank=True)
+    clawback_balance_transaction_id = models.CharField(max_length=255, blank=True)
 
     def __str__(self) -> str:
         return f"{self.referrer} → {self.referred}"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from .models import Plan, Referral, Subscription
+from .money import money, money_display
 
 TRIAL_DAYS = 7
 TRIAL_PLAN = "personal"
@@ -49,7 +49,7 @@ class Entitlements:
 
 
 def subscription_get(*, user) -> Subscription | None:
-    return Subscription.objects.select_related("plan").filter(user=user).first()
+    return Subscription.objects.select_related("plan", "pending_plan").filter(user=user).first()
 
 
 def trial_ends_at(user):
@@ -101,39 +101,64 @@ def subscription_view(*, user) -> dict:
         "trial": rights.trial,
         "trial_ends_at": trial_ends_at(user) if rights.trial else None,
         "limits": limits,
+        "pending_change": (
+            {
+                "plan": subscription.pending_plan.code,
+                "interval": subscription.pending_interval,
+                "effective": subscription.pending_effective,
+                "invoice_url": subscription.pending_invoice_url or None,
+            }
+            if subscription is not None and subscription.pending_plan_id
+            else None
+        ),
+    }
+
+
+def _invoice_row(invoice) -> dict:
+    data = invoice.stripe_data
+    currency = data.get("currency") or "usd"
+    return {
+        "id": invoice.id,
+        "number": data.get("number") or invoice.id,
+        "created": invoice.created,
+        "status": data.get("status", ""),
+        "currency": currency.lower(),
+        "amount_due": int(data.get("amount_due") or 0),
+        "amount_paid": int(data.get("amount_paid") or 0),
+        "total": int(data.get("total") or 0),
+        "tax": sum(int(t.get("amount") or 0) for t in data.get("total_taxes") or []),
+        "url": data.get("hosted_invoice_url") or "",
+        "pdf": data.get("invoice_pdf") or "",
+        "display_amount": money_display(int(data.get("amount_due") or 0), currency),
     }
 
 
 def invoice_list(*, user, limit: int = 24) -> list[dict]:
-    """The user's Stripe invoices, newest first, as dj-stripe synced them from the webhooks."""
+    """The user's Stripe invoices, newest first, as dj-stripe synced them from the webhooks; amounts
+    in the currency's minor unit."""
     from djstripe.models import Invoice
 
-    invoices = Invoice.objects.filter(customer__subscriber=user).order_by("-created")[:limit]
-    rows = []
-    for invoice in invoices:
-        data = invoice.stripe_data
-        rows.append(
-            {
-                "id": invoice.id,
-                "number": data.get("number") or invoice.id,
-                "created": invoice.created,
-                "status": data.get("status", ""),
-                "amount_due": Decimal(data.get("amount_due") or 0) / 100,
-                "amount_paid": Decimal(data.get("amount_paid") or 0) / 100,
-                "currency": (data.get("currency") or "usd").upper(),
-                "url": data.get("hosted_invoice_url") or "",
-                "pdf": data.get("invoice_pdf") or "",
-            }
-        )
-    return rows
+    return [_invoice_row(i) for i in Invoice.objects.filter(customer__subscriber=user).order_by("-created")[:limit]]
+
+
+def open_invoice_url(*, user) -> str:
+    """Where the user pays what they owe: the newest open invoice's hosted page ("" if none is known)."""
+    open_invoices = [row for row in invoice_list(user=user, limit=12) if row["status"] == "open" and row["url"]]
+    return open_invoices[0]["url"] if open_invoices else ""
 
 
 def referral_summary(*, user) -> dict:
-    """The user's referral code and what it earned."""
+    """The user's referral code and what it earned (credits taken back excluded), per currency."""
     referrals = Referral.objects.filter(referrer=user)
-    credited = referrals.filter(credited_at__isnull=False)
+    credited = referrals.filter(credited_at__isnull=False, credit_cents__gt=0, clawed_back_at__isnull=True)
+    totals: dict[str, int] = {}
+    for referral in credited:
+        totals[referral.currency] = totals.get(referral.currency, 0) + referral.credit_cents
     return {
         "referred": referrals.count(),
         "credited": credited.count(),
-        "credit_total": Decimal(sum(r.credit_cents for r in credited)) / 100,
+        "credits": [
+            {**money(amount, currency), "display": money_display(amount, currency)}
+            for currency, amount in sorted(totals.items())
+        ],
     }

@@ -2,14 +2,17 @@
 
 - `plan_change_check(user, plan)`: receivers return a list of problems ({"instance_id", "reason"})
   that keep the user's resources from fitting `plan`; any problem refuses the change.
-- `plan_changed(user, plan)`: the user's plan is now `plan` (resources may follow it).
+- `entitlements_changed(user, reason)`: what the user may run changed (a plan started, changed or
+  ended, from any source); receivers bring the user's resources within `entitlements_for(user)`.
+  Sent once the change is committed.
 - `payment_failed(user)`: a payment failed; the plan runs on for the grace period.
-- `entitlement_lost(user)`: the user may no longer run anything (trial over, canceled, unpaid).
+- `customer_notice(user, subject, message)`: something about their billing the customer must
+  hear about (a reminder to pay, a payment to confirm, instances stopped by the plan).
 """
 
 from django.dispatch import Signal
 
 plan_change_check = Signal()
-plan_changed = Signal()
-entitlement_lost = Signal()
+entitlements_changed = Signal()
 payment_failed = Signal()
+customer_notice = Signal()

@@ -42,8 +42,12 @@ def billing(request):
                     return redirect(checkout_url)
                 messages.success(request, _("Subscribed."))
             elif action == "change":
-                services.subscription_change_plan(user=request.user, new_plan_code=request.POST.get("plan", ""))
-                messages.success(request, _("Plan changed."))
+                changed = services.subscription_change_plan(
+                    user=request.user,
+                    new_plan_code=request.POST.get("plan", ""),
+                    interval=request.POST.get("interval") or None,
+                )
+                messages.success(request, _("Change requested.") if changed.pending_plan_id else _("Plan changed."))
             elif action == "cancel":
                 immediately = request.POST.get("immediately") == "1"
                 services.subscription_cancel(user=request.user, immediately=immediately)

@@ -7,10 +7,48 @@ order cannot move a subscription back to an older state.
 
 from __future__ import annotations
 
+import json
+import logging
+
+import stripe
+from django.http import HttpResponse
 from djstripe import models as djstripe_models
 from djstripe.event_handlers import djstripe_receiver
+from djstripe.views import ProcessWebhookView
 
 from . import services
+
+logger = logging.getLogger(__name__)
+
+
+class WebhookView(ProcessWebhookView):
+    """dj-stripe's webhook endpoint, except that an event about a customer Stripe does not know
+    (deleted, or another account's) is answered 200 instead of failing on every retry: dj-stripe has
+    already recorded the delivery (its WebhookEventTrigger row, with the error)."""
+
+    def post(self, request, uuid):
+        try:
+            return super().post(request, uuid)
+        except stripe.InvalidRequestError as error:
+            customer_id = _event_customer(request.body)
+            if error.http_status != 404 or not customer_id or djstripe_models.Customer.objects.filter(id=customer_id):
+                raise
+            logger.warning("Stripe event for unknown customer %s ignored (recorded by dj-stripe)", customer_id)
+            return HttpResponse(f"ignored: unknown customer {customer_id}")
+
+
+def _event_customer(body: bytes) -> str:
+    try:
+        obj = json.loads(body)["data"]["object"]
+    except (ValueError, KeyError, TypeError):
+        return ""
+    customer = obj.get("customer") or (obj.get("id") if obj.get("object") == "customer" else "")
+    return customer if isinstance(customer, str) else ""
+
+
+def _user_of(customer_id) -> object | None:
+    customer = djstripe_models.Customer.objects.filter(id=customer_id).first() if customer_id else None
+    return getattr(customer, "subscriber", None)
 
 
 def _object_id(event) -> str:
@@ -45,12 +83,36 @@ def _invoice_subscription_id(data: dict) -> str:
 def invoice_settled(sender, event, **kwargs) -> None:
     invoice = djstripe_models.Invoice.objects.filter(id=_object_id(event)).first()
     data = invoice.stripe_data if invoice is not None else event.data["object"]
-    customer = djstripe_models.Customer.objects.filter(id=data.get("customer")).first()
     services.invoice_settled(
         subscription_id=_invoice_subscription_id(data),
-        customer_user=getattr(customer, "subscriber", None),
+        customer_user=_user_of(data.get("customer")),
         paid=data.get("status") == "paid",
         amount_paid=int(data.get("amount_paid") or 0),
         currency=data.get("currency", "usd"),
         invoice_id=data.get("id", ""),
     )
+
+
+@djstripe_receiver("invoice.payment_action_required")
+def invoice_action_required(sender, event, **kwargs) -> None:
+    data = event.data["object"]
+    user = _user_of(data.get("customer"))
+    if user is not None and data.get("hosted_invoice_url"):
+        services.invoice_payment_action_required(
+            user=user, invoice_id=data.get("id", ""), hosted_invoice_url=data["hosted_invoice_url"]
+        )
+
+
+@djstripe_receiver(["charge.refunded", "charge.dispute.created"])
+def payment_taken_back(sender, event, **kwargs) -> None:
+    """A refund or a dispute: a referral credit the payment earned is taken back."""
+    data = event.data["object"]
+    charge_id = data.get("charge") if data.get("object") == "dispute" else data.get("id")
+    customer_id = data.get("customer")
+    if not customer_id and charge_id:
+        charge = djstripe_models.Charge.objects.filter(id=charge_id).first()
+        customer_id = charge.customer_id if charge is not None else None
+    user = _user_of(customer_id)
+    if user is not None:
+        reason = "disputed" if data.get("object") == "dispute" else "refunded"
+        services.referral_claw_back(referred=user, reason=reason, charge_id=charge_id or "")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from django.db import transaction
 from django.dispatch import receiver
 
-from billing.signals import entitlement_lost, plan_change_check, plan_changed
+from billing.signals import entitlements_changed, plan_change_check
 
 from . import engine_client, services
-from .models import Instance
 from .runtime import get_backend
 from .runtime.base import BackendError, RuntimeState
 
@@ -18,20 +16,11 @@ logger = logging.getLogger(__name__)
 MEMORY_HEADROOM = 0.8  # a downgrade must leave the engine this much of the new memory limit at most
 
 
-def _live(user):
-    return list(
-        Instance.objects.filter(owner=user)
-        .exclude(status__in=[Instance.Status.DELETED, Instance.Status.DELETING])
-        .select_related("plan")
-        .order_by("created_at")
-    )
-
-
 @receiver(plan_change_check)
 def instances_fitting_plan(sender, user, plan, **kwargs) -> list[dict]:
     """What keeps the user's instances from fitting `plan`: too many of them, or a running engine
     trading more pairs or using more memory than the plan gives."""
-    instances = _live(user)
+    instances = list(services._live_instances(user))
     problems = []
     if plan.max_instances is not None and len(instances) > plan.max_instances:
         for instance in instances[plan.max_instances :]:
@@ -69,15 +58,6 @@ def instances_fitting_plan(sender, user, plan, **kwargs) -> list[dict]:
     return problems
 
 
-@receiver(plan_changed)
-def instances_follow_plan(sender, user, plan, **kwargs) -> None:
-    for instance in _live(user):
-        if instance.plan_id != plan.pk:
-            services.instance_change_plan(instance=instance, plan=plan)
-
-
-@receiver(entitlement_lost)
-def instances_stop(sender, user, reason: str = "no active plan", **kwargs) -> None:
-    for instance in _live(user):
-        with transaction.atomic():
-            services.instance_stop(instance=instance, actor=None, reason=reason)
+@receiver(entitlements_changed)
+def instances_follow_entitlements(sender, user, reason: str = "plan changed", **kwargs) -> list[str]:
+    return services.instances_enforce_plan(owner=user, reason=reason)

@@ -112,5 +112,9 @@ def domains_recheck() -> int:
 
 def instance_for_domain(host: str) -> Instance | None:
     host = (host or "").split(":")[0].lower()
-    custom = CustomDomain.objects.filter(domain=host, verified_at__isnull=False).select_related("instance").first()
+    custom = (
+        CustomDomain.objects.filter(domain=host, verified_at__isnull=False, suspended_at__isnull=True)
+        .select_related("instance")
+        .first()
+    )
     return custom.instance if custom else None

@@ -115,6 +115,8 @@ class CustomDomain(models.Model):
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="domains")
     domain = models.CharField(max_length=253, unique=True)
     verified_at = models.DateTimeField(null=True, blank=True)
+    # Set while the owner's plan does not include custom domains: kept, but not routed.
+    suspended_at = models.DateTimeField(null=True, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -132,7 +132,7 @@ def _locked(instance: Instance) -> Instance:
     return Instance.objects.select_for_update().get(pk=instance.pk)
 
 
-def instance_stop(*, instance: Instance, actor=None, reason: str = "") -> Instance:
+def instance_stop(*, instance: Instance, actor=None, reason: str = "", kind: str = "stop_requested") -> Instance:
     """Stop gracefully; stopping a stopped instance changes nothing and answers its state."""
     with transaction.atomic():
         instance = _locked(instance)
@@ -141,9 +141,7 @@ def instance_stop(*, instance: Instance, actor=None, reason: str = "") -> Instan
         instance.desired_state = D.STOPPED
         instance.save(update_fields=["desired_state"])
         extra = {"reason": reason} if reason else {}
-        instance_event_record(
-            instance=instance, kind="stop_requested", actor=actor, from_status=instance.status, **extra
-        )
+        instance_event_record(instance=instance, kind=kind, actor=actor, from_status=instance.status, **extra)
         _enqueue_converge(instance)
     return instance
 
@@ -157,14 +155,104 @@ def _require_plan(owner) -> None:
         )
 
 
+def _live_instances(owner):
+    return (
+        Instance.objects.filter(owner=owner)
+        .exclude(status__in=[S.DELETED, S.DELETING])
+        .select_related("plan")
+        .order_by("created_at", "pk")
+    )
+
+
+def _lock_owner(owner) -> None:
+    # One owner's starts and enforcements run one at a time, so two cannot both pass the limit.
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+
+
+def instances_enforce_plan(*, owner, reason: str) -> list[str]:
+    """The one path that brings an owner's instances and custom domains within their plan, after any
+    change of what they may run (subscribe, upgrade, downgrade, cancel, unpaid, expiry, reconcile,
+    whatever the source) and before every start or restart.
+
+    Instances follow the plan's limits; running instances beyond the plan's count stop, newest
+    first (their data is kept), each with an audit event saying why (which alerts the customer);
+    domains the plan no longer allows stop being routed, and are routed again when it does.
+    Idempotent. Returns the ids of the instances it stopped."""
+    rights = entitlements_for(owner)
+    stopped = []
+    with transaction.atomic():
+        _lock_owner(owner)
+        live = list(_live_instances(owner))
+        if rights.plan is not None:
+            for instance in live:
+                if instance.plan_id != rights.plan.pk:
+                    instance_change_plan(instance=instance, plan=rights.plan)
+        running = [i for i in live if i.desired_state == D.RUNNING]
+        if rights.plan is None:
+            over, why = running, f"No active plan ({reason}): the instance was stopped; its data is kept."
+        else:
+            allowed = rights.max_instances
+            over = [] if allowed is None else running[allowed:]
+            why = (
+                f"The {rights.plan.name} plan allows {allowed} running instance(s): the newest were stopped "
+                f"({reason}); their data is kept. Upgrade, or stop another instance to start this one."
+            )
+        for instance in reversed(over):
+            instance_stop(instance=instance, reason=why, kind="stopped_by_plan")
+            stopped.append(instance.instance_id)
+        _domains_follow_plan(live, routed=rights.has_feature("custom_domain"), reason=reason)
+    return stopped
+
+
+def _domains_follow_plan(live: list[Instance], *, routed: bool, reason: str) -> None:
+    from .models import CustomDomain
+
+    changing = CustomDomain.objects.filter(instance__in=live, suspended_at__isnull=not routed).select_related(
+        "instance"
+    )
+    for custom in changing:
+        custom.suspended_at = None if routed else timezone.now()
+        custom.save(update_fields=["suspended_at"])
+        instance_event_record(
+            instance=custom.instance,
+            kind="domain_routed" if routed else "domain_unrouted",
+            domain=custom.domain,
+            reason=f"{custom.domain}: custom domains are "
+            + (
+                "included in your plan again"
+                if routed
+                else f"not included in your plan ({reason}); it is no longer routed"
+            ),
+        )
+
+
+def _require_room_to_run(instance: Instance) -> None:
+    """Refuse (403, naming the limit) to run an instance beyond the owner's plan. Caller holds the owner lock."""
+    rights = entitlements_for(instance.owner)
+    if rights.plan is None:
+        _require_plan(instance.owner)
+    others = _live_instances(instance.owner).filter(desired_state=D.RUNNING).exclude(pk=instance.pk).count()
+    if rights.max_instances is not None and others >= rights.max_instances:
+        raise ApiError(
+            code="instance_limit_reached",
+            message=f"Your {rights.plan.name} plan allows {rights.max_instances} running instance(s) and "
+            f"{others} already run: stop one or upgrade.",
+            status_code=403,
+            details={"limit": rights.max_instances, "running": others, "plan": rights.plan.code},
+        )
+
+
 def instance_start(*, instance: Instance, actor=None) -> Instance:
     _require_plan(instance.owner)
+    instances_enforce_plan(owner=instance.owner, reason="start")
     with transaction.atomic():
+        _lock_owner(instance.owner)
         instance = _locked(instance)
         if instance.status in (S.DELETING, S.DELETED):
             raise ApiError(code="instance_deleted", message="This instance is being deleted.", status_code=409)
         if instance.desired_state == D.RUNNING and instance.status != S.FAILED:
             return instance
+        _require_room_to_run(instance)
         instance.desired_state = D.RUNNING
         instance.restart_count = 0
         instance.next_restart_at = None
@@ -176,10 +264,13 @@ def instance_start(*, instance: Instance, actor=None) -> Instance:
 
 def instance_restart(*, instance: Instance, actor=None) -> Instance:
     _require_plan(instance.owner)
+    instances_enforce_plan(owner=instance.owner, reason="restart")
     with transaction.atomic():
+        _lock_owner(instance.owner)
         instance = _locked(instance)
         if instance.status in (S.DELETING, S.DELETED):
             raise ApiError(code="instance_deleted", message="This instance is being deleted.", status_code=409)
+        _require_room_to_run(instance)
         instance.desired_state = D.RUNNING
         instance.restart_count = 0
         instance.next_restart_at = None

@@ -36,7 +36,9 @@ def dynamic_config() -> dict:
     live = (
         Instance.objects.exclude(status__in=[Instance.Status.DELETED, Instance.Status.DELETING])
         .only("instance_id", "slug", "proxy_secret_encrypted")
-        .prefetch_related(Prefetch("domains", CustomDomain.objects.filter(verified_at__isnull=False)))
+        .prefetch_related(
+            Prefetch("domains", CustomDomain.objects.filter(verified_at__isnull=False, suspended_at__isnull=True))
+        )
     )
     tls = {"certResolver": settings.QM_TRAEFIK_CERT_RESOLVER}
     for instance in live:

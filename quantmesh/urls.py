@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from alerts import views as alert_views
 from backups import views as backup_views
 from billing import views as billing_views
+from billing import webhooks as billing_webhooks
 from instances import views as instance_views
 from instances.proxy import forward_auth
 from instances.traefik import provider as traefik_provider
@@ -56,7 +57,9 @@ urlpatterns = [
     path("billing/", billing_views.billing, name="billing"),
     path("billing/portal", billing_views.billing_portal, name="billing_portal"),
     path("r/<str:code>", billing_views.referral_landing, name="referral"),
-    # Stripe's webhooks: dj-stripe verifies the signature and records each event once.
+    # Stripe's webhooks: dj-stripe verifies the signature and records each event once (billing's
+    # subclass answers 200 to events about customers Stripe does not know).
+    path("stripe/webhook/<uuid:uuid>/", billing_webhooks.WebhookView.as_view()),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),

@@ -9,9 +9,18 @@ class PlanOutputSerializer(serializers.Serializer):
     code = serializers.CharField()
     name = serializers.CharField()
     name_zh = serializers.CharField()
-    currency = serializers.CharField()
-    price_monthly = serializers.FloatField(help_text="Price per month, in currency units.")
-    price_yearly = serializers.FloatField(help_text="Price per year (discounted), in currency units.")
+    currency = serializers.CharField(help_text="ISO 4217, lower case (Stripe's).")
+    amount_monthly = serializers.IntegerField(
+        source="price_monthly_cents", help_text="Price per month in the currency's minor unit (cents; yen for JPY)."
+    )
+    amount_yearly = serializers.IntegerField(
+        source="price_yearly_cents", help_text="Price per year (discounted) in the currency's minor unit."
+    )
+    price_monthly = serializers.FloatField(
+        help_text="The manual's price: per month in whole currency units (49 for $49), for display; "
+        "compute with amount_monthly."
+    )
+    price_yearly = serializers.FloatField(help_text="Per year in whole currency units, for display; see amount_yearly.")
     cpu_limit = serializers.FloatField(help_text="CPU cores per instance.")
     memory_limit = serializers.IntegerField(source="memory_limit_mb", help_text="Memory per instance, MB.")
     max_trading_pairs = serializers.IntegerField(allow_null=True, help_text="null: unlimited.")
@@ -26,6 +35,9 @@ class SubscriptionCreateInputSerializer(StrictInputSerializer):
 
 class SubscriptionUpdatePlanInputSerializer(StrictInputSerializer):
     new_plan = serializers.CharField(max_length=32)
+    interval = serializers.ChoiceField(
+        choices=["month", "year"], required=False, help_text="Switch monthly ↔ yearly; default: keep the current one."
+    )
 
 
 class SubscriptionCancelInputSerializer(StrictInputSerializer):
@@ -38,6 +50,13 @@ class LimitsOutputSerializer(serializers.Serializer):
     memory_limit = serializers.IntegerField()
     max_trading_pairs = serializers.IntegerField(allow_null=True)
     paper_only = serializers.BooleanField()
+
+
+class PendingChangeOutputSerializer(serializers.Serializer):
+    plan = serializers.CharField()
+    interval = serializers.CharField()
+    effective = serializers.CharField(help_text="when_paid (an upgrade: pay invoice_url) or period_end (a downgrade)")
+    invoice_url = serializers.URLField(allow_null=True)
 
 
 class SubscriptionOutputSerializer(serializers.Serializer):
@@ -53,6 +72,9 @@ class SubscriptionOutputSerializer(serializers.Serializer):
     trial = serializers.BooleanField()
     trial_ends_at = serializers.DateTimeField(allow_null=True)
     limits = LimitsOutputSerializer(allow_null=True)
+    pending_change = PendingChangeOutputSerializer(
+        allow_null=True, help_text="A change asked for and not in force yet (null: none)."
+    )
 
 
 class SubscriptionCreateOutputSerializer(SubscriptionOutputSerializer):
@@ -66,8 +88,10 @@ class InvoiceOutputSerializer(serializers.Serializer):
     number = serializers.CharField()
     created = serializers.DateTimeField()
     status = serializers.CharField()
-    amount_due = serializers.DecimalField(max_digits=12, decimal_places=2)
-    amount_paid = serializers.DecimalField(max_digits=12, decimal_places=2)
-    currency = serializers.CharField()
+    currency = serializers.CharField(help_text="ISO 4217, lower case.")
+    amount_due = serializers.IntegerField(help_text="In the currency's minor unit (cents; yen for JPY).")
+    amount_paid = serializers.IntegerField(help_text="In the currency's minor unit.")
+    total = serializers.IntegerField(help_text="In the currency's minor unit, tax included.")
+    tax = serializers.IntegerField(help_text="Tax (Stripe Tax) in the currency's minor unit.")
     url = serializers.CharField(help_text="Stripe's hosted invoice page.")
-    pdf = serializers.CharField()
+    pdf = serializers.CharField(help_text="The invoice as a PDF.")

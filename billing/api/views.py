@@ -59,11 +59,17 @@ class SubscriptionUpdatePlanApi(APIView):
         request=SubscriptionUpdatePlanInputSerializer,
         responses=SubscriptionOutputSerializer,
         operation_id="billing_subscription_update_plan",
+        description="An upgrade (or monthly → yearly) is invoiced at once and starts when paid "
+        "(`pending_change.invoice_url`); a downgrade (or yearly → monthly) starts when the paid period ends.",
     )
     def post(self, request):
         data = SubscriptionUpdatePlanInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.subscription_change_plan(user=request.user, new_plan_code=data.validated_data["new_plan"])
+        services.subscription_change_plan(
+            user=request.user,
+            new_plan_code=data.validated_data["new_plan"],
+            interval=data.validated_data.get("interval"),
+        )
         return Response(SubscriptionOutputSerializer(subscription_view(user=request.user)).data)
 
 

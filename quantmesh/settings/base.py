@@ -292,6 +292,18 @@ QM_PUBLIC_URL = env.str("QM_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip
 QM_PAYMENT_GRACE = timedelta(days=env.int("QM_PAYMENT_GRACE_DAYS", default=3))
 # A referrer's credit when a referred user's first invoice is paid: this share of that invoice.
 QM_REFERRAL_CREDIT_PERCENT = env.int("QM_REFERRAL_CREDIT_PERCENT", default=20)
+# A referred e-mail on the referrer's own domain is the same person, unless the domain is a public
+# mail provider's (anyone can have an address there).
+QM_REFERRAL_PUBLIC_EMAIL_DOMAINS = env.list(
+    "QM_REFERRAL_PUBLIC_EMAIL_DOMAINS",
+    default="gmail.com,googlemail.com,outlook.com,hotmail.com,live.com,yahoo.com,icloud.com,me.com,aol.com,"
+    "proton.me,protonmail.com,gmx.com,gmx.de,yandex.ru,mail.ru,qq.com,163.com,126.com,foxmail.com,sina.com".split(","),
+)
+# The daily reconcile ends an entitlement whose paid period ended longer ago than this (Stripe's
+# renewal retries and late webhooks fit inside it).
+QM_BILLING_RECONCILE_MARGIN = timedelta(days=env.int("QM_BILLING_RECONCILE_MARGIN_DAYS", default=2))
+# Reminders to unpaid customers, this many hours before their instances stop.
+QM_DUNNING_REMINDER_HOURS = env.list("QM_DUNNING_REMINDER_HOURS", cast=int, default=[48, 24, 4])
 
 # Instances.
 QM_RUNTIME_BACKEND = env.str("QM_RUNTIME_BACKEND", default="process")
@@ -340,6 +352,8 @@ QM_WS_HEARTBEAT_SECONDS = env.float("QM_WS_HEARTBEAT_SECONDS", default=20)
 CELERY_BEAT_SCHEDULE = {
     "instances-reconcile": {"task": "instances.tasks.reconcile", "schedule": QM_RECONCILE_INTERVAL_SECONDS},
     "billing-expire-subscriptions": {"task": "billing.tasks.expire_subscriptions", "schedule": 300},
+    "billing-reconcile": {"task": "billing.tasks.reconcile_subscriptions", "schedule": 86400},
+    "billing-dunning": {"task": "billing.tasks.dunning_remind", "schedule": 900},
     "instances-autoscale": {"task": "instances.tasks.autoscale", "schedule": 60},
     "domains-recheck": {"task": "instances.tasks.domains_recheck", "schedule": 300},
     "alerts-watch": {"task": "alerts.tasks.watch", "schedule": 60},

@@ -1,9 +1,10 @@
 """A Stripe API on loopback for the billing tests.
 
-`localstripe` (a stateful fake Stripe) answers what it covers: customers, products, payment
-methods. What it lacks (the account, prices, Checkout and customer-portal sessions, webhook
-endpoints, customer balance transactions, and subscriptions and invoices in the current API's shape)
-is answered from recorded payloads (`stripe_payloads/*.json`, the shape the pinned API version
+`localstripe` (a stateful fake Stripe) answers what it covers: customers, products. What it lacks
+(the account, prices, Checkout and customer-portal sessions with Stripe Tax fields, webhook
+endpoints, customer balance transactions, subscriptions with pending updates (`always_invoice` +
+`pending_if_incomplete`) and subscription schedules, invoices, charges and card payment methods, in
+the current API's shape) is answered from recorded payloads (`stripe_payloads/*.json`, the shape the pinned API version
 returns), held here with their latest state so the portal reads what Stripe would answer now.
 
 `StripeTestServer.deliver` signs an event like Stripe does and posts it to the portal's real
@@ -51,6 +52,7 @@ class StripeTestServer:
         self.objects: dict[str, dict] = {}  # recorded objects by id, in their latest state
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, form) of recorded routes
         self.url = ""
+        self.declining: set[str] = set()  # customers whose card Stripe declines
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -77,6 +79,7 @@ class StripeTestServer:
     def reset(self) -> None:
         self.objects.clear()
         self.requests.clear()
+        self.declining.clear()
         localstripe_resources.store.clear()
 
     # -- recorded objects ------------------------------------------------------------------------
@@ -138,6 +141,71 @@ class StripeTestServer:
         invoice["status_transitions"]["paid_at"] = now if paid else None
         return self.put(invoice)
 
+    def pay(self, invoice: dict) -> dict:
+        """The customer pays an open invoice (say, on its hosted page): a pending subscription update
+        it carries is applied, as Stripe does."""
+        invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0)
+        invoice["status_transitions"]["paid_at"] = int(time.time())
+        sub = self.objects.get(invoice["parent"]["subscription_details"]["subscription"] or "")
+        if sub and sub.get("pending_update"):
+            self._apply_items(sub, sub["pending_update"]["subscription_items"])
+            sub["pending_update"] = None
+        return invoice
+
+    def period_ends(self, sub: dict) -> dict:
+        """The subscription's paid period ends: its schedule's next phase starts (then the schedule is
+        released), and a new period begins."""
+        schedule = self.objects.get(sub.get("schedule") or "")
+        now = int(time.time())
+        if schedule and len(schedule["phases"]) > 1:
+            following = schedule["phases"][1]
+            self._apply_items(sub, [{"id": sub["items"]["data"][0]["id"], "price": following["items"][0]["price"]}])
+            schedule.update(status="released", released_subscription=sub["id"])
+            sub["schedule"] = None
+        interval = sub["items"]["data"][0]["price"]["recurring"]["interval"]
+        sub["items"]["data"][0].update(
+            current_period_start=now, current_period_end=now + (365 if interval == "year" else 30) * 86400
+        )
+        return sub
+
+    def card(self, *, customer: str, fingerprint: str) -> dict:
+        """A card payment method attached to `customer`."""
+        return self.put(
+            {
+                "id": _new_id("pm_"),
+                "object": "payment_method",
+                "type": "card",
+                "customer": customer,
+                "card": {"brand": "visa", "last4": "4242", "fingerprint": fingerprint},
+                "created": int(time.time()),
+                "livemode": False,
+                "metadata": {},
+            }
+        )
+
+    def charge(self, *, invoice: dict, refunded: bool = False) -> dict:
+        charge = payload("charge")
+        charge.update(
+            id=_new_id("ch_"),
+            customer=invoice["customer"],
+            amount=invoice["amount_paid"],
+            amount_refunded=invoice["amount_paid"] if refunded else 0,
+            refunded=refunded,
+            currency=invoice["currency"],
+            created=int(time.time()),
+        )
+        return self.put(charge)
+
+    def _apply_items(self, sub: dict, changes: list[dict]) -> None:
+        for change in changes:
+            item = next(i for i in sub["items"]["data"] if i["id"] == change["id"])
+            item["price"] = copy.deepcopy(self.objects[change["price"]])
+
+    def _of(self, kind: str, **match) -> list[dict]:
+        return [
+            o for o in self.objects.values() if o.get("object") == kind and all(o.get(k) == v for k, v in match.items())
+        ]
+
     # -- webhooks --------------------------------------------------------------------------------
     def event(self, event_type: str, obj: dict) -> dict:
         event = payload("event")
@@ -182,7 +250,39 @@ class StripeTestServer:
             return 200, {"object": "list", "data": [], "has_more": False, "url": path}
         if path == "/v1/prices":
             return self._prices(method, form, request)
-        match = re.fullmatch(r"/v1/(prices|subscriptions|invoices|checkout/sessions)/([\w]+)", path)
+        if path == "/v1/subscriptions" and method == "GET":
+            found = self._of("subscription", customer=form.get("customer"))
+            if form.get("status", "all") != "all":
+                found = [sub for sub in found if sub["status"] == form["status"]]
+            return 200, {"object": "list", "data": found, "has_more": False, "url": path}
+        if path == "/v1/checkout/sessions" and method == "GET":
+            found = self._of("checkout.session", customer=form.get("customer"))
+            if "status" in form:
+                found = [session for session in found if session["status"] == form["status"]]
+            return 200, {"object": "list", "data": found, "has_more": False, "url": path}
+        if path == "/v1/payment_methods" and method == "GET":
+            found = self._of("payment_method", customer=form.get("customer"), type=form.get("type", "card"))
+            return 200, {"object": "list", "data": found, "has_more": False, "url": path}
+        match = re.fullmatch(r"/v1/checkout/sessions/(\w+)/expire", path)
+        if match and method == "POST" and match.group(1) in self.objects:
+            self.objects[match.group(1)]["status"] = "expired"
+            return 200, self.objects[match.group(1)]
+        if path == "/v1/subscription_schedules" and method == "POST":
+            if self.objects[form["from_subscription"]].get("schedule"):
+                return 400, {"error": {"type": "invalid_request_error", "message": "Already attached to a schedule."}}
+            return 200, self._schedule_create(form["from_subscription"])
+        match = re.fullmatch(r"/v1/subscription_schedules/(\w+)(/release)?", path)
+        if match and match.group(1) in self.objects:
+            schedule = self.objects[match.group(1)]
+            if method == "POST" and match.group(2):
+                schedule.update(status="released")
+                self.objects[schedule["subscription"]]["schedule"] = None
+            elif method == "POST":
+                schedule.update(
+                    phases=form.get("phases", schedule["phases"]), end_behavior=form.get("end_behavior", "release")
+                )
+            return 200, schedule
+        match = re.fullmatch(r"/v1/(prices|subscriptions|invoices|checkout/sessions|charges|disputes)/([\w]+)", path)
         if match and match.group(2) in self.objects:
             return self._object(method, match.group(1), self.objects[match.group(2)], form)
         if match and match.group(1) in ("prices", "checkout/sessions"):
@@ -200,6 +300,10 @@ class StripeTestServer:
             )
             session["url"] = f"https://checkout.stripe.com/c/pay/{session['id']}"
             session["qm_line_items"] = form.get("line_items")
+            session["automatic_tax"]["enabled"] = _bool(form.get("automatic_tax", {}).get("enabled", False))
+            session["tax_id_collection"] = {"enabled": _bool(form.get("tax_id_collection", {}).get("enabled", False))}
+            session["billing_address_collection"] = form.get("billing_address_collection")
+            session["customer_update"] = form.get("customer_update")
             return 200, self.put(session)
         if path == "/v1/billing_portal/sessions" and method == "POST":
             session = payload("billing_portal_session")
@@ -272,13 +376,64 @@ class StripeTestServer:
             obj.update(status="canceled", canceled_at=now, ended_at=now)
             return 200, obj
         if kind == "subscriptions" and method == "POST":
-            if "cancel_at_period_end" in form:
-                obj["cancel_at_period_end"] = _bool(form["cancel_at_period_end"])
-            for change in form.get("items", []):
-                item = next(i for i in obj["items"]["data"] if i["id"] == change["id"])
-                item["price"] = copy.deepcopy(self.objects[change["price"]])
-            return 200, obj
+            return self._subscription_modify(obj, form)
         return 405, {"error": {"type": "invalid_request_error", "message": f"{method} not recorded for {kind}"}}
+
+    def _subscription_modify(self, sub: dict, form: dict):
+        if "cancel_at_period_end" in form:
+            if form.get("payment_behavior") == "pending_if_incomplete":
+                return 400, {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": "cancel_at_period_end cannot be "
+                        "combined with payment_behavior=pending_if_incomplete",
+                    }
+                }
+            sub["cancel_at_period_end"] = _bool(form["cancel_at_period_end"])
+        changes = form.get("items", [])
+        if changes and form.get("proration_behavior") == "always_invoice":
+            # The difference is invoiced and charged now; with pending_if_incomplete the change waits
+            # for that payment (Stripe's pending update), else it applies whatever the payment did.
+            item = sub["items"]["data"][0]
+            new_price = self.objects[changes[0]["price"]]
+            invoice = self.invoice(
+                subscription=sub,
+                status="open" if sub["customer"] in self.declining else "paid",
+                amount=max(new_price["unit_amount"] - item["price"]["unit_amount"], 0),
+            )
+            sub["latest_invoice"] = invoice["id"]
+            if invoice["status"] != "paid" and form.get("payment_behavior") == "pending_if_incomplete":
+                sub["pending_update"] = {"subscription_items": changes, "expires_at": int(time.time()) + 82800}
+                changes = []
+        self._apply_items(sub, changes)
+        answer = copy.deepcopy(sub)
+        if "latest_invoice" in form.get("expand", []) and sub.get("latest_invoice"):
+            answer["latest_invoice"] = self.objects[sub["latest_invoice"]]
+        return 200, answer
+
+    def _schedule_create(self, subscription_id: str) -> dict:
+        sub = self.objects[subscription_id]
+        item = sub["items"]["data"][0]
+        schedule = {
+            "id": _new_id("sub_sched_"),
+            "object": "subscription_schedule",
+            "subscription": subscription_id,
+            "customer": sub["customer"],
+            "status": "active",
+            "end_behavior": "release",
+            "phases": [
+                {
+                    "start_date": item["current_period_start"],
+                    "end_date": item["current_period_end"],
+                    "items": [{"price": item["price"]["id"], "quantity": 1}],
+                }
+            ],
+            "created": int(time.time()),
+            "livemode": False,
+            "metadata": {},
+        }
+        sub["schedule"] = schedule["id"]
+        return self.put(schedule)
 
 
 _shared: StripeTestServer | None = None
