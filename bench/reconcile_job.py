@@ -151,6 +151,7 @@ def main(count: int, backend_name: str) -> None:
     from django.conf import settings
 
     settings.QM_RESTART_BACKOFF_SECONDS = 3600  # decide only; no converges in the timed pass
+    settings.QM_METRICS_TOKEN = "bench-metrics-token"  # noqa: S105 (the endpoint refuses while it is unset)
     started = time.perf_counter()
     with CaptureQueriesContext(connection) as queries:
         report = reconcile_pass(backend=backend)
@@ -158,7 +159,8 @@ def main(count: int, backend_name: str) -> None:
     # Metrics collection: the platform's /metrics and Prometheus's discovery of every engine.
     started = time.perf_counter()
     exposition = generate_latest(REGISTRY)
-    targets = json.loads(targets_view(RequestFactory().get("/internal/prometheus/targets")).content)
+    scrape = RequestFactory().get("/internal/prometheus/targets", HTTP_AUTHORIZATION="Bearer bench-metrics-token")
+    targets = json.loads(targets_view(scrape).content)
     metrics_seconds = time.perf_counter() - started
     assert len(targets) == count and b"quantmesh_instances" in exposition
     print(

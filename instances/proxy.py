@@ -14,6 +14,7 @@ import json
 import aiohttp
 from asgiref.sync import sync_to_async
 from django.http import HttpResponse, JsonResponse
+from yarl import URL
 
 from . import access
 from .engine_client import PROXY_SECRET_HEADER
@@ -33,8 +34,9 @@ HOP_BY_HOP = {
     "host",
     "content-length",
 }
-# Never forwarded to the engine: the customer's portal credentials.
-STRIPPED_REQUEST = HOP_BY_HOP | {"authorization", "cookie", PROXY_SECRET_HEADER.lower()}
+# Never forwarded to the engine: the customer's portal credentials (Traefik's route strips the same).
+ENGINE_STRIPPED_CREDENTIALS = ("Authorization", "Cookie")
+STRIPPED_REQUEST = HOP_BY_HOP | {h.lower() for h in ENGINE_STRIPPED_CREDENTIALS} | {PROXY_SECRET_HEADER.lower()}
 
 
 def _header(scope, name: bytes) -> str:
@@ -50,9 +52,32 @@ async def _send_simple(send, status: int, body: bytes, content_type: bytes, extr
     await send({"type": "http.response.body", "body": body})
 
 
+async def _error(send, status: int, code: str, message: str):
+    body = json.dumps({"error": {"code": code, "message": message, "details": {}}}).encode()
+    await _send_simple(send, status, body, b"application/json")
+
+
 async def _not_found(send):
-    body = json.dumps({"error": {"code": "not_found", "message": "No such instance.", "details": {}}}).encode()
-    await _send_simple(send, 404, body, b"application/json")
+    await _error(send, 404, "not_found", "No such instance.")
+
+
+def request_target_path(scope) -> str | None:
+    """The request's path when its target is origin-form (`/path`), else None: an absolute-form
+    (`http://host/x`), authority-form or `@host:port/x` target must never reach the upstream URL."""
+    raw = scope.get("raw_path") or scope.get("path", "").encode("latin-1")
+    if not raw.startswith(b"/") or any(byte < 0x21 or byte == 0x7F for byte in raw):
+        return None
+    return raw.decode("latin-1")
+
+
+def upstream_url(host: str, port: int, scope) -> URL | None:
+    """The engine's URL built from its parts (never by joining strings): scheme, host and port are
+    ours; only the path and query come from the client, and only as path and query."""
+    path = request_target_path(scope)
+    if path is None:
+        return None
+    query = scope.get("query_string", b"").decode("latin-1")
+    return URL.build(scheme="http", host=host, port=port, path=path, query_string=query, encoded=True)
 
 
 class InstanceRouter:
@@ -64,6 +89,8 @@ class InstanceRouter:
         slug = access.slug_from_host(_header(scope, b"host")) if scope["type"] == "http" else None
         if slug is None:
             return await self.django_app(scope, receive, send)
+        if request_target_path(scope) is None:
+            return await _error(send, 400, "bad_request_target", "The request target must be a path (/...).")
         if scope["path"].startswith(PORTAL_PREFIX):
             return await self.django_app(scope, receive, send)
         grant = await sync_to_async(access.authorize)(
@@ -82,8 +109,7 @@ class InstanceRouter:
 
     async def _forward(self, scope, receive, send, grant: access.InstanceAccess):
         host, port = await sync_to_async(get_backend().endpoint)(grant.instance.instance_id)
-        query = scope.get("query_string", b"").decode("latin-1")
-        url = f"http://{host}:{port}{scope['path']}" + (f"?{query}" if query else "")
+        url = upstream_url(host, port, scope)
         headers = {
             key.decode("latin-1"): value.decode("latin-1")
             for key, value in scope["headers"]

@@ -2,7 +2,8 @@
 
 Traefik polls this endpoint. Each instance host goes to its engine container on the internal
 network, through the portal's forward-auth (owner only) and a middleware that adds the engine's
-secret; `/__quantmesh/` on an instance host goes to the portal itself (the console hand-over).
+secret and removes the customer's `Authorization` and `Cookie`; `/__quantmesh/` on an instance host
+goes to the portal itself (the console hand-over).
 Traefik presents QM_TRAEFIK_PROVIDER_TOKEN; without the setting the endpoint does not exist.
 """
 
@@ -16,8 +17,19 @@ from django.http import Http404, JsonResponse
 
 from quantmesh.crypto import decrypt
 
+from .engine_client import PROXY_SECRET_HEADER
 from .models import CustomDomain, Instance
+from .proxy import ENGINE_STRIPPED_CREDENTIALS
 from .runtime.docker import DockerBackend
+
+
+def engine_request_headers(instance: Instance) -> dict[str, str]:
+    """After forward-auth: add the engine's secret and drop the customer's portal credentials (an
+    empty value makes Traefik remove the header), as the built-in router does."""
+    return {
+        **{header: "" for header in ENGINE_STRIPPED_CREDENTIALS},
+        PROXY_SECRET_HEADER: decrypt(instance.proxy_secret_encrypted),
+    }
 
 
 def dynamic_config() -> dict:
@@ -63,9 +75,7 @@ def dynamic_config() -> dict:
         services[name] = {
             "loadBalancer": {"servers": [{"url": f"http://{DockerBackend.container_name(instance.instance_id)}:8080"}]}
         }
-        middlewares[f"{name}-secret"] = {
-            "headers": {"customRequestHeaders": {"X-QuantMesh-Proxy-Secret": decrypt(instance.proxy_secret_encrypted)}}
-        }
+        middlewares[f"{name}-secret"] = {"headers": {"customRequestHeaders": engine_request_headers(instance)}}
     return {"http": {"routers": routers, "services": services, "middlewares": middlewares}}
 
 

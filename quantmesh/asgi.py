@@ -11,11 +11,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from instances.proxy import InstanceRouter  # noqa: E402
 from instances.routing import websocket_urlpatterns  # noqa: E402
+from quantmesh.security import EmbeddedKeyLoopbackOnly  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": InstanceRouter(django_asgi_app),
-        # Session auth for the console; bearer tokens are checked by the consumer itself.
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
-    }
+application = EmbeddedKeyLoopbackOnly(
+    ProtocolTypeRouter(
+        {
+            "http": InstanceRouter(django_asgi_app),
+            # Session auth for the console; bearer tokens are checked by the consumer itself.
+            "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        }
+    )
 )

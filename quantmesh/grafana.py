@@ -1,16 +1,17 @@
 """Grafana for customers: who they are, and what their queries may read.
 
 - `/internal/grafana-auth` (Traefik forward-auth in front of `/grafana`): a signed-in portal user
-  passes, with `X-WEBAUTH-USER: <e-mail>` for Grafana's auth proxy (staff get the Admin role).
+  passes, with `X-WEBAUTH-USER: user-<id>` for Grafana's auth proxy (the login: a stable id, not
+  the e-mail, which can change) and the e-mail for display (staff get the Admin role).
 - `/internal/prometheus-tenant/api/v1/...`: Grafana's only data source. Grafana presents
-  QM_GRAFANA_DATASOURCE_TOKEN and the signed-in user (`X-Grafana-User`); every selector of every
-  query is rewritten to carry `owner="<that user>"` (a matcher the query had on `owner` is
-  replaced), so editing a query cannot reach another customer's series. Staff read everything.
+  QM_GRAFANA_DATASOURCE_TOKEN and the signed-in user's login (`X-Grafana-User: user-<id>`); every
+  selector of every query is rewritten to carry `owner="<that user's id>"` (a matcher the query had
+  on `owner` is replaced), so editing a query cannot reach another customer's series. Staff read
+  everything.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import urllib.error
 import urllib.parse
@@ -23,7 +24,21 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonRespons
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
+from .metrics import bearer_matches
+
 QUERY_PATHS = {"query", "query_range", "query_exemplars"}
+GRAFANA_LOGIN_PREFIX = "user-"
+
+
+def grafana_login(user) -> str:
+    return f"{GRAFANA_LOGIN_PREFIX}{user.pk}"
+
+
+def _user_for_login(login: str):
+    user_id = login.removeprefix(GRAFANA_LOGIN_PREFIX)
+    if not login.startswith(GRAFANA_LOGIN_PREFIX) or not user_id.isdigit():
+        return None
+    return get_user_model().objects.filter(pk=int(user_id), is_active=True).first()
 SERIES_PATHS = {"series", "labels"}
 
 
@@ -62,12 +77,9 @@ def _error(status: int, message: str) -> JsonResponse:
 
 @csrf_exempt
 def tenant_prometheus_view(request, api_path: str):
-    token = settings.QM_GRAFANA_DATASOURCE_TOKEN
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not token or not hmac.compare_digest(given.encode(), token.encode()):
+    if not bearer_matches(request, settings.QM_GRAFANA_DATASOURCE_TOKEN):
         raise Http404
-    user = get_user_model().objects.filter(email__iexact=request.headers.get("X-Grafana-User", ""), is_active=True)
-    user = user.first()
+    user = _user_for_login(request.headers.get("X-Grafana-User", ""))
     if user is None:
         return _error(403, "unknown Grafana user")
     params = list((request.POST if request.method == "POST" else request.GET).lists())
@@ -78,7 +90,7 @@ def tenant_prometheus_view(request, api_path: str):
         ):
             return _error(403, f"/api/v1/{api_path} is not available")
         try:
-            params = _limited(params, name, user.email)
+            params = _limited(params, name, str(user.pk))
         except TenantQueryError as error:
             return _error(400, str(error))
     body = urllib.parse.urlencode([(k, v) for k, values in params for v in values]).encode()
@@ -121,6 +133,7 @@ def grafana_auth_view(request):
         after = urllib.parse.quote(request.headers.get("X-Forwarded-Uri", "/grafana/"))
         return HttpResponseRedirect(f"{settings.QM_PUBLIC_URL}{reverse('account_login')}?next={after}")
     response = HttpResponse(status=200)
-    response["X-WEBAUTH-USER"] = user.email
+    response["X-WEBAUTH-USER"] = grafana_login(user)
+    response["X-WEBAUTH-EMAIL"] = user.email
     response["X-WEBAUTH-ROLE"] = "Admin" if user.is_staff else "Viewer"
     return response

@@ -4,9 +4,11 @@
   instance counts, provisioning times, reconcile results and the Celery queue are read from the
   database, the cache and the broker at scrape time, so every portal process answers the same.
 - `/internal/prometheus/targets`: HTTP service discovery, one target per live instance, with
-  `instance` and `owner` labels; each target is the portal's `/internal/engine-metrics/<id>`,
+  `instance` and `owner` (the owner's user id: no personal data, stable when the e-mail changes)
+  labels; each target is the portal's `/internal/engine-metrics/<id>`,
   which fetches that engine's /metrics with its secret (Prometheus never holds engine secrets).
-Both internal endpoints want `Authorization: Bearer <QM_METRICS_TOKEN>` when that is set.
+All three want `Authorization: Bearer <QM_METRICS_TOKEN>`, and refuse everyone while it is unset
+(fail closed).
 """
 
 from __future__ import annotations
@@ -124,12 +126,14 @@ def record_reconcile(report) -> None:
 REGISTRY.register(PlatformCollector())
 
 
-def _authorized(request) -> bool:
-    token = settings.QM_METRICS_TOKEN
-    if not token:
-        return True
+def bearer_matches(request, token: str) -> bool:
+    """The request carries `Authorization: Bearer <token>`; never true while `token` is unset."""
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    return hmac.compare_digest(given.encode(), token.encode())
+    return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+
+
+def _authorized(request) -> bool:
+    return bearer_matches(request, settings.QM_METRICS_TOKEN)
 
 
 def metrics_view(request):
@@ -146,7 +150,7 @@ def targets_view(request):
         raise Http404
     target = settings.QM_METRICS_PORTAL_TARGET or request.get_host()
     live = Instance.objects.exclude(status__in=[Instance.Status.DELETED, Instance.Status.DELETING]).values_list(
-        "instance_id", "owner__email"
+        "instance_id", "owner_id"
     )
     return JsonResponse(
         [
@@ -155,7 +159,7 @@ def targets_view(request):
                 "labels": {
                     "__metrics_path__": f"/internal/engine-metrics/{instance_id}",
                     "instance": instance_id,
-                    "owner": owner,
+                    "owner": str(owner),
                 },
             }
             for instance_id, owner in live

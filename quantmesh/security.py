@@ -63,3 +63,55 @@ class RequestSizeLimitMiddleware:
                 status=413,
             )
         return self.get_response(request)
+
+
+def is_loopback(host: str | None) -> bool:
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address((host or "").strip("[]"))
+    except ValueError:
+        return host == "localhost"
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def embedded_key_in_use() -> bool:
+    from django.conf import settings
+
+    return settings.SECRET_KEY == settings.INSECURE_SECRET_KEY
+
+
+class EmbeddedKeyLoopbackOnly:
+    """ASGI guard: with the embedded SECRET_KEY (public, in this repository: anyone could forge
+    sessions, instance cookies and e-mail confirmations with it) the portal answers only on a
+    loopback address. A connection that reached the server on any other address is refused (503,
+    or close code 4503 on a websocket), so `daphne -b 0.0.0.0` on the embedded default serves
+    nobody but the machine itself."""
+
+    MESSAGE = (
+        "This portal runs on the embedded SECRET_KEY, which is public: it answers only on 127.0.0.1. "
+        "Set SECRET_KEY (and DJANGO_SETTINGS_MODULE=quantmesh.settings.production) to serve others."
+    )
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket") and embedded_key_in_use():
+            server = scope.get("server")
+            if server and server[1] is not None and not is_loopback(server[0]):
+                return await self._refuse(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+    async def _refuse(self, scope, receive, send):
+        import json
+
+        if scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 4503})
+            return
+        body = json.dumps({"error": {"code": "insecure_secret_key", "message": self.MESSAGE, "details": {}}}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -330,15 +330,18 @@ QM_RESTART_BACKOFF_SECONDS = env.float("QM_RESTART_BACKOFF_SECONDS", default=5) 
 QM_RESTART_BACKOFF_MAX_SECONDS = env.float("QM_RESTART_BACKOFF_MAX_SECONDS", default=300)
 QM_HEARTBEAT_STALE_SECONDS = env.float("QM_HEARTBEAT_STALE_SECONDS", default=60)
 QM_DATA_RETENTION_DAYS = env.int("QM_DATA_RETENTION_DAYS", default=30)
-# Secrets the portal keeps (proxy secrets) are encrypted with this key (Fernet, derived from SECRET_KEY if unset).
-QM_ENCRYPTION_KEY = env.str("QM_ENCRYPTION_KEY", default="")
+# Secrets the portal keeps (exchange keys, proxy secrets) are encrypted under this key list (Fernet keys,
+# comma-separated; the first encrypts, all decrypt: quantmesh/crypto.py). Unset: one random key kept in
+# QM_ENCRYPTION_KEY_FILE (embedded default only; production requires the list).
+QM_ENCRYPTION_KEYS = env.list("QM_ENCRYPTION_KEYS", default=[k for k in [env.str("QM_ENCRYPTION_KEY", default="")] if k])  # noqa: E501
+QM_ENCRYPTION_KEY_FILE = env.path("QM_ENCRYPTION_KEY_FILE", default=VAR_DIR / "encryption.key")
 
 # Production routing by Traefik's HTTP provider (instances/traefik.py); unset: the endpoint is off.
 QM_TRAEFIK_PROVIDER_TOKEN = env.str("QM_TRAEFIK_PROVIDER_TOKEN", default="")
 QM_TRAEFIK_PORTAL_URL = env.str("QM_TRAEFIK_PORTAL_URL", default="http://portal:8000")
 QM_TRAEFIK_CERT_RESOLVER = env.str("QM_TRAEFIK_CERT_RESOLVER", default="letsencrypt")
-# Prometheus: scrape endpoints want this bearer token when set; the portal's address as the
-# service-discovery target (default: the Host Prometheus used).
+# Prometheus: scrape endpoints want this bearer token and refuse everyone while it is unset; the
+# portal's address as the service-discovery target (default: the Host Prometheus used).
 QM_METRICS_TOKEN = env.str("QM_METRICS_TOKEN", default="")
 QM_METRICS_PORTAL_TARGET = env.str("QM_METRICS_PORTAL_TARGET", default="")
 # Grafana: its data source is the portal's tenant filter in front of Prometheus.

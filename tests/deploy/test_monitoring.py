@@ -183,8 +183,8 @@ def test_real_prometheus_scrapes_and_each_customer_sees_only_their_own_series(
             lambda: len(s := _series(prom, "quantmesh_engine_up")) == 2 and s, 45, "Prometheus scrapes", 0.5
         )
         assert {(s["metric"]["instance"], s["metric"]["owner"]) for s in engines} == {
-            (mine, customer.email),
-            (theirs, other.email),
+            (mine, str(customer.pk)),  # the owner's id: no personal data in Prometheus
+            (theirs, str(other.pk)),
         }
         wait_for(
             lambda: _series(prom, "quantmesh_instance_memory_bytes") and _series(prom, "quantmesh_instances"),
@@ -205,7 +205,7 @@ def test_real_prometheus_scrapes_and_each_customer_sees_only_their_own_series(
         def tenant(user, query: str, path: str = "query", token: str | None = None):
             return _get(
                 f"{portal}/internal/prometheus-tenant/api/v1/{path}",
-                headers={"Authorization": f"Bearer {token or datasource_token}", "X-Grafana-User": user.email},
+                headers={"Authorization": f"Bearer {token or datasource_token}", "X-Grafana-User": f"user-{user.pk}"},
                 data={"query": query} if path == "query" else {"match[]": query},
             )
 
@@ -215,10 +215,10 @@ def test_real_prometheus_scrapes_and_each_customer_sees_only_their_own_series(
             return {s["metric"].get("instance") for s in body["data"]["result"]}
 
         assert instances_seen(customer, "quantmesh_engine_up") == {mine}
-        assert instances_seen(customer, f'quantmesh_engine_up{{owner="{other.email}"}}') == {mine}
+        assert instances_seen(customer, f'quantmesh_engine_up{{owner="{other.pk}"}}') == {mine}
         assert instances_seen(customer, 'quantmesh_engine_up{owner=~".+"}') == {mine}
         assert instances_seen(
-            customer, f'label_replace(quantmesh_engine_up{{owner="{other.email}"}}, "x", "y", "", "")'
+            customer, f'label_replace(quantmesh_engine_up{{owner="{other.pk}"}}, "x", "y", "", "")'
         ) == {mine}
         assert instances_seen(customer, "quantmesh_instances") == set()  # the platform's own series
         status, body = tenant(customer, "sum(quantmesh_engine_up)")
@@ -240,6 +240,23 @@ def test_grafana_identity_comes_from_the_portal_session(client, user, make_user)
     client.force_login(user)
     response = client.get("/internal/grafana-auth")
     assert response.status_code == 200
-    assert (response["X-WEBAUTH-USER"], response["X-WEBAUTH-ROLE"]) == (user.email, "Viewer")
+    # The Grafana login is the stable user id (Grafana sends it back as X-Grafana-User); the e-mail is shown only.
+    assert (response["X-WEBAUTH-USER"], response["X-WEBAUTH-ROLE"]) == (f"user-{user.pk}", "Viewer")
+    assert response["X-WEBAUTH-EMAIL"] == user.email
     client.force_login(make_user(is_staff=True))
     assert client.get("/internal/grafana-auth")["X-WEBAUTH-ROLE"] == "Admin"
+
+
+def test_grafana_trusts_identity_headers_from_traefik_only_and_by_user_id():
+    import configparser
+
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(DEPLOY / "grafana" / "grafana.ini")
+    proxy = ini["auth.proxy"]
+    assert (proxy["header_name"], proxy["header_property"]) == ("X-WEBAUTH-USER", "username")
+    stack = yaml.safe_load((Path(settings.BASE_DIR) / "docker-compose.yml").read_text())
+    traefik_address = stack["services"]["traefik"]["networks"]["default"]["ipv4_address"]
+    assert proxy["whitelist"].split(",") == [traefik_address]
+    labels = stack["services"]["grafana"]["labels"]
+    forwarded = labels["traefik.http.middlewares.grafana-portal-identity.forwardauth.authResponseHeaders"]
+    assert set(forwarded.split(",")) == {"X-WEBAUTH-USER", "X-WEBAUTH-EMAIL", "X-WEBAUTH-ROLE"}

@@ -116,6 +116,8 @@ def test_traefik_provider_routes_each_instance_through_forward_auth(create_insta
     )
     headers = config["http"]["middlewares"][f"{name}-secret"]["headers"]["customRequestHeaders"]
     assert headers["X-QuantMesh-Proxy-Secret"] == decrypt(instance.proxy_secret_encrypted)
+    # After forward-auth the customer's portal credentials never reach the engine (empty: Traefik removes).
+    assert (headers["Authorization"], headers["Cookie"]) == ("", "")
     assert config["http"]["services"][name]["loadBalancer"]["servers"][0]["url"] == (
         f"http://quantmesh-{instance.instance_id}:8080"
     )

@@ -8,9 +8,18 @@ from instances import tasks
 from instances.models import Instance
 
 pytestmark = pytest.mark.django_db
+METRICS_TOKEN = "scrape-token"  # noqa: S105 (a test value)
 
 
-def test_portal_metrics(client, user, subscribe):
+@pytest.fixture
+def scraper(client, settings):
+    settings.QM_METRICS_TOKEN = METRICS_TOKEN
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {METRICS_TOKEN}"
+    return client
+
+
+def test_portal_metrics(scraper, user, subscribe):
+    client = scraper
     subscribe(user, "enterprise")
     plan = user.subscription.plan
     Instance.objects.bulk_create(
@@ -41,14 +50,16 @@ def test_portal_metrics(client, user, subscribe):
 
 
 def test_metrics_token(client, settings):
-    settings.QM_METRICS_TOKEN = "scrape-token"
+    assert client.get("/metrics").status_code == 404  # unset: nobody
+    settings.QM_METRICS_TOKEN = METRICS_TOKEN
     assert client.get("/metrics").status_code == 404
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 404
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token").status_code == 200
     assert client.get("/internal/prometheus/targets").status_code == 404
 
 
-def test_service_discovery_labels_each_instance(client, user, subscribe, settings):
+def test_service_discovery_labels_each_instance(scraper, user, subscribe, settings):
+    client = scraper
     settings.QM_METRICS_PORTAL_TARGET = "portal:8000"
     subscribe(user, "professional")
     Instance.objects.create(
@@ -76,7 +87,7 @@ def test_service_discovery_labels_each_instance(client, user, subscribe, setting
             "labels": {
                 "__metrics_path__": "/internal/engine-metrics/qm-sd0001-1700000000",
                 "instance": "qm-sd0001-1700000000",
-                "owner": user.email,
+                "owner": str(user.pk),  # a stable id, not personal data
             },
         }
     ]

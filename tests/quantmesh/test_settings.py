@@ -11,6 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_KEY = "k3y-" + "a1b2c3d4e5f6g7h8i9j0" * 3
+FERNET_KEY = "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="
+TOKENS = {name: "x" * 40 for name in ("QM_METRICS_TOKEN", "QM_TRAEFIK_PROVIDER_TOKEN", "QM_GRAFANA_DATASOURCE_TOKEN")}
+# Everything production requires, so each case below removes or spoils one thing.
+SAFE = {"SECRET_KEY": GOOD_KEY, **TOKENS, "QM_ENCRYPTION_KEYS": FERNET_KEY, "STRIPE_SECRET_KEY": "sk_test_configured"}
 
 
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -28,15 +32,20 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "env, complaint",
     [
-        ({}, "SECRET_KEY is missing or insecure"),
+        ({"SECRET_KEY": ""}, "SECRET_KEY is missing or insecure"),
         ({"SECRET_KEY": "django-insecure-abc" * 5}, "SECRET_KEY is missing or insecure"),
         ({"SECRET_KEY": "short"}, "SECRET_KEY is missing or insecure"),
-        ({"SECRET_KEY": GOOD_KEY, "DEBUG": "1"}, "DEBUG must be off"),
-        ({"SECRET_KEY": GOOD_KEY}, "The local billing provider grants plans without payment"),
+        ({"DEBUG": "1"}, "DEBUG must be off"),
+        ({"STRIPE_SECRET_KEY": ""}, "The local billing provider grants plans without payment"),
+        ({"QM_METRICS_TOKEN": ""}, "QM_METRICS_TOKEN is missing or short"),
+        ({"QM_TRAEFIK_PROVIDER_TOKEN": "short"}, "QM_TRAEFIK_PROVIDER_TOKEN is missing or short"),
+        ({"QM_GRAFANA_DATASOURCE_TOKEN": ""}, "QM_GRAFANA_DATASOURCE_TOKEN is missing or short"),
+        ({"QM_ENCRYPTION_KEYS": ""}, "QM_ENCRYPTION_KEYS is missing"),
+        ({"QM_ENCRYPTION_KEYS": "not-a-key"}, "each key must be a Fernet key"),
     ],
 )
 def test_production_refuses_unsafe_settings(env, complaint):
-    result = run_manage("check", DJANGO_SETTINGS_MODULE="quantmesh.settings.production", **env)
+    result = run_manage("check", DJANGO_SETTINGS_MODULE="quantmesh.settings.production", **{**SAFE, **env})
     assert result.returncode != 0
     assert complaint in result.stderr
 
@@ -48,9 +57,8 @@ def test_production_check_deploy_is_clean():
         "--fail-level",
         "WARNING",
         DJANGO_SETTINGS_MODULE="quantmesh.settings.production",
-        SECRET_KEY=GOOD_KEY,
         ALLOWED_HOSTS="quantmesh.cloud",
-        STRIPE_SECRET_KEY="sk_test_configured",
+        **SAFE,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout

@@ -23,6 +23,12 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args, host, port, **options):
+        from django.core.management.base import CommandError
+
+        from quantmesh.security import EmbeddedKeyLoopbackOnly, embedded_key_in_use, is_loopback
+
+        if embedded_key_in_use() and not is_loopback(host):
+            raise CommandError(f"Refusing to listen on {host}: {EmbeddedKeyLoopbackOnly.MESSAGE}")
         commands = {
             "daphne": [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "quantmesh.asgi:application"]
         }
