@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from quantmesh_engine.config import MANUAL_EXCHANGES, ConfigError, load_config, parse_config
+from quantmesh_engine.exchanges.dialects import dialect_for
 
 
 def test_defaults_trade_on_paper(tmp_path):
@@ -15,8 +16,17 @@ def test_defaults_trade_on_paper(tmp_path):
 
 @pytest.mark.parametrize("name", MANUAL_EXCHANGES)
 def test_every_exchange_of_the_manual_validates(name):
-    config = parse_config({"exchange": {"name": name}})
-    assert config.exchange_id != "paper"
+    exchange_id = parse_config({"exchange": {"name": name}, "grid": {"post_only": False}}).exchange_id
+    assert exchange_id != "paper"
+    if dialect_for(exchange_id).post_only:
+        assert parse_config({"exchange": {"name": name}}).grid.post_only is True
+    else:  # told, not silently downgraded to plain limit orders
+        with pytest.raises(ConfigError) as caught:
+            parse_config({"exchange": {"name": name}})
+        assert caught.value.errors == [
+            f"grid.post_only: {name} cannot place post-only orders; set grid.post_only: false to trade with plain "
+            "limit orders (they may take liquidity and pay the taker fee)"
+        ]
 
 
 @pytest.mark.parametrize(
@@ -32,7 +42,11 @@ def test_every_exchange_of_the_manual_validates(name):
         ({"symbols": []}, "symbols: must be a non-empty list"),
         ({"risk": {"stop_loss_pct": 150}}, "risk.stop_loss_pct: must be <= 100"),
         ({"risk": {"rapid_decline": {"drop_pct": -1}}}, "risk.rapid_decline.drop_pct: must be > 0"),
-        ({"paper": {"prices_csv": "../../etc/passwd"}}, "paper.prices_csv: must be a file name inside"),
+        ({"paper": {"prices_csv": "../../etc/passwd"}}, "paper.prices_csv: must be the name of a file in the data"),
+        ({"paper": {"prices_csv": "/proc/sys/kernel/pid_max"}}, "paper.prices_csv: must be the name of a file in"),
+        ({"paper": {"prices_csv": "sub/prices.csv"}}, "paper.prices_csv: must be the name of a file in the data"),
+        ({"paper": {"prices_csv": ".."}}, "paper.prices_csv: must be the name of a file in the data"),
+        ({"paper": {"prices_csv": 5}}, "paper.prices_csv: must be the name of a file in the data"),
         ({"cancel_orders_on_stop": "yes"}, "cancel_orders_on_stop: must be true or false"),
         ({"colour": "blue"}, "colour: unknown field"),
     ],

@@ -33,7 +33,7 @@ def test_restart_loses_nothing(data_dir):
     write_platform(data_dir)
     fast = {
         "paper": {"tick_seconds": 0.005, "volatility": 0.004, "seed": 3},
-        "grid": {"price_interval": 30},
+        "grid": {"price_interval": 100},
         "cancel_orders_on_stop": False,
     }
     (data_dir / "config.yaml").write_text(yaml.safe_dump(fast))

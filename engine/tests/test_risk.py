@@ -30,16 +30,20 @@ def test_rapid_decline_pauses_buys_and_resumes_on_recovery(tmp_path, caplog):
     assert len(buys(trader)) == 2  # buying again, up to max_layers (5)
 
 
-def test_max_position_pauses_buys(tmp_path):
+def test_max_position_counts_resting_buys(tmp_path):
+    """Cap 150 with 100-USDT buys: one buy may rest, not three (which could all fill: 300 > 150)."""
     trader, _, _ = scripted_trader(
         tmp_path,
         [1000, 989, 979],
         {"grid": GRID, "risk": {"max_position_quote": 150, "rapid_decline": {"enabled": False}}},
     )
-    run_steps(trader, 3)
-    assert len(trader.strategy.held) == 2
+    run_steps(trader, 1)
+    assert [o.price for o in buys(trader)] == [990]
+    run_steps(trader, 2)  # 989 fills it: ~100 held, 50 left under the cap, less than one buy
+    assert len(trader.strategy.held) == 1
     assert trader.view.state == "max_position"
     assert buys(trader) == []
+    assert trader.position.amount * 979 <= 150
 
 
 def test_stop_loss_closes_the_position_and_stops_buying(tmp_path):
