@@ -167,10 +167,7 @@ class Store:
             "FROM orders WHERE symbol=? AND status IN ('open', 'pending', 'settling')",
             (symbol,),
         )
-        orders = [Order(*row) for row in rows]
-        for order in orders:
-            order.filled = self.booked_amount(order.client_id)
-        return orders
+        return [self._order(row) for row in rows.fetchall()]
 
     def order(self, client_id: str) -> Order | None:
         row = self.db.execute(
@@ -178,7 +175,12 @@ class Store:
             "FROM orders WHERE client_id=?",
             (client_id,),
         ).fetchone()
-        return Order(*row) if row else None
+        return self._order(row) if row else None
+
+    def _order(self, row) -> Order:
+        order = Order(*row)
+        order.filled = self.booked_amount(order.client_id)
+        return order
 
     def order_by_exchange_id(self, symbol: str, exchange_id: str) -> Order | None:
         row = self.db.execute(
@@ -308,11 +310,17 @@ class Store:
 
 
 class _Transaction:
+    """BEGIN…COMMIT (ROLLBACK on an exception); inside another transaction it is part of that one."""
+
     def __init__(self, db: sqlite3.Connection):
         self.db = db
+        self.outer = False
 
     def __enter__(self):
-        self.db.execute("BEGIN")
+        self.outer = not self.db.in_transaction
+        if self.outer:
+            self.db.execute("BEGIN")
 
     def __exit__(self, exc_type, *_):
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if self.outer:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")

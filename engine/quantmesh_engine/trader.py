@@ -54,6 +54,7 @@ class Trader:
         self._skip_logged: set[tuple[str, int]] = set()
         self._top_level: int | None = None
         self._checked = False
+        self._sellable: dict[tuple[int, float], bool] = {}  # (level, amount) -> can be sold (cache)
         self._sequence = store.get_state(f"sequence:{symbol}", 0)
         self._cursor: int | None = store.get_state(f"cursor:{symbol}")
 
@@ -115,7 +116,8 @@ class Trader:
     # --- fills ---------------------------------------------------------------------------------
 
     async def _fetch_fills(self) -> int:
-        known = {o.exchange_id: o for o in (*self.open.values(), *self.settling.values()) if o.exchange_id}
+        orders = () if self.exchange.in_process else (*self.open.values(), *self.settling.values())
+        known = {o.exchange_id: o for o in orders if o.exchange_id}
         batch = await self.exchange.fetch_fills(self.symbol, known, self._cursor)
         return await self._book(batch.fills, cursor=batch.cursor)
 
@@ -183,7 +185,7 @@ class Trader:
             await self.exchange.cancel(order)
             report = await self.exchange.fetch_order(order)
         await self._book(report.fills)
-        booked = self.store.booked_amount(order.client_id)
+        booked = order.filled  # kept by _book (and read from the store for orders loaded at start)
         if not self._settled(report, booked):
             self.store.order_saved(order)  # keeps its exchange id for the next look
             return False
@@ -263,6 +265,7 @@ class Trader:
             await self._cancel(order)
         old = self.strategy.config.price_interval
         self.strategy.regrid(price, self.config.grid)
+        self._sellable.clear()
         with self.store.transaction():
             self.store.set_state(f"anchor:{self.symbol}", price)
             self.store.set_state(f"interval:{self.symbol}", self.config.grid.price_interval)
@@ -279,14 +282,27 @@ class Trader:
 
     def _dust(self) -> frozenset[int]:
         """Held levels whose layer is too small to sell (a partial fill under the minimum)."""
-        strategy = self.strategy
-        return frozenset(
-            level
-            for level, amount in strategy.held.items()
-            if self.exchange.round_order(self.symbol, "sell", strategy.level_price(level + 1), amount) is None
-        )
+        strategy, sellable = self.strategy, self._sellable
+        dust = []
+        for level, amount in strategy.held.items():
+            key = (level, amount)
+            if key not in sellable:
+                price = strategy.level_price(level + 1)
+                sellable[key] = self.exchange.round_order(self.symbol, "sell", price, amount) is not None
+            if not sellable[key]:
+                dust.append(level)
+        if len(sellable) > 4 * len(strategy.held) + 64:  # keep the cache about the layers held now
+            self._sellable = {k: v for k, v in sellable.items() if strategy.held.get(k[0]) == k[1]}
+        return frozenset(dust)
 
     async def _quote(self, price: float) -> None:
+        if not self.exchange.in_process:
+            await self._requote(price)
+            return
+        with self.store.transaction():
+            await self._requote(price)
+
+    async def _requote(self, price: float) -> None:
         wanted = self.strategy.desired(
             price, buys_allowed=self.view.buys_allowed, buy_budget=self.view.buy_budget, dust=self._dust()
         )
@@ -324,12 +340,7 @@ class Trader:
         return self.exchange.client_id(side=side, level=level, sequence=self._sequence)
 
     async def _place(self, order: Order, *, post_only: bool) -> None:
-        # Saved before it is sent: a crash or a network error mid-request leaves a record by which
-        # the order and its fills are found again.
-        order.status = "pending"
-        with self.store.transaction():
-            self.store.order_saved(order)
-            self.store.set_state(f"sequence:{self.symbol}", self._sequence)
+        self._save_pending(order)
         try:
             await self.exchange.place_limit(order, post_only=post_only)
         except OrderRejected as error:
@@ -349,9 +360,21 @@ class Trader:
             self.settling[order.client_id] = order  # placed or not: the exchange will tell
             raise
         order.status = "open"
-        self.store.order_saved(order)
+        with self.store.transaction():
+            self.store.order_saved(order)
+            self.store.set_state(f"sequence:{self.symbol}", self._sequence)
         self._track(order)
         self.counters["orders_placed"] += 1
+
+    def _save_pending(self, order: Order) -> None:
+        """Save an order before it is sent: a crash or a network error mid-request leaves a record by
+        which the order and its fills are found again. (Not needed in-process: nothing half-happens.)"""
+        order.status = "pending"
+        if self.exchange.in_process:
+            return
+        with self.store.transaction():
+            self.store.order_saved(order)
+            self.store.set_state(f"sequence:{self.symbol}", self._sequence)
 
     def _track(self, order: Order) -> None:
         self.open[order.client_id] = order
@@ -367,7 +390,8 @@ class Trader:
         self._untrack(order)
         order.status = "settling"
         self.settling[order.client_id] = order
-        self.store.order_status(order.client_id, "settling")
+        if not self.exchange.in_process:
+            self.store.order_status(order.client_id, "settling")
         await self.exchange.cancel(order)
         await self._settle(order)
 
@@ -380,12 +404,10 @@ class Trader:
         rounded = self.exchange.round_order(self.symbol, "sell", price, amount) if amount > 0 else None
         if rounded is not None:
             order = Order(self._client_id("sell", 0), self.symbol, "sell", 0.0, rounded[1], 0, kind="market")
-            order.status = "pending"
-            with self.store.transaction():
-                self.store.order_saved(order)
-                self.store.set_state(f"sequence:{self.symbol}", self._sequence)
+            self._save_pending(order)
             self.settling[order.client_id] = order
             fills = await self.exchange.place_market(order)
+            order.status = "settling"
             self.store.order_saved(order)
             await self._book(fills)
             await self._settle(order)

@@ -95,6 +95,9 @@ def floor_to_step(value: float, step: float) -> float:
 
 class Exchange(ABC):
     name: str
+    # True for an exchange inside this process (paper): a call cannot half-succeed, so the trader
+    # may write a whole quote's records in one transaction instead of one before each request.
+    in_process = False
 
     @abstractmethod
     async def connect(self, symbols: list[str]) -> None:

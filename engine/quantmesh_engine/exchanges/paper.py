@@ -81,6 +81,7 @@ def read_prices(path: Path) -> list[float]:
 
 class PaperExchange(Exchange):
     name = "paper"
+    in_process = True
 
     def __init__(
         self,
