@@ -50,6 +50,19 @@ def scripted_trader(
     return trader, exchange, store
 
 
+def trader_on(exchange, tmp_path: Path, config: dict | None = None, *, store: Store | None = None) -> Trader:
+    """A trader on any Exchange (a scripted one, usually), with the small grid of these tests."""
+    cfg = parse_config(
+        {
+            "grid": {"price_interval": 10, "order_quote_size": 100, "buy_window": 3, "sell_window": 3, "max_layers": 5},
+            "risk": {"rapid_decline": {"enabled": False}},
+            **(config or {}),
+        }
+    )
+    store = store or Store(tmp_path / "engine.db")
+    return Trader(symbol="BTC/USDT", config=cfg, exchange=exchange, store=store, counters=Counter())
+
+
 def run_steps(trader: Trader, count: int) -> None:
     async def go():
         await trader.start()
