@@ -25,6 +25,7 @@ def scripted_trader(
     store: Store | None = None,
 ):
     """A trader on a paper exchange that replays `prices`, one per step."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     csv_path = tmp_path / "prices.csv"
     csv_path.write_text("price\n" + "\n".join(str(p) for p in prices) + "\n")
     cfg = parse_config(
