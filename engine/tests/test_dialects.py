@@ -187,8 +187,12 @@ def test_gate_echo_is_recognised_and_foreign_ids_are_not():
     client_id = client_id_for(gate, side="buy", level=-4, sequence=31)
     assert our_client_id(gate, "t-" + client_id) == client_id
     assert our_client_id(gate, "t-manual-order") is None
+    # An exchange that tags our ids some other way still gives them back.
+    binance, okx = dialect_for("binance"), dialect_for("okx")
+    assert our_client_id(binance, "t-qm-b-3-17") == "qm-b-3-17"
+    assert our_client_id(okx, "t-qmbn3x17") == "qmbn3x17"
+    assert our_client_id(okx, "xqmbn3x17") is None  # no separator: someone else's id
     assert our_client_id(gate, None) is None
-    binance = dialect_for("binance")
     assert our_client_id(binance, "x-TKT5PX2F1a2b3c4d5e6f") is None  # ccxt's own generated ids
     assert our_client_id(binance, "web_5f2a9c") is None  # placed by hand on the website
 
