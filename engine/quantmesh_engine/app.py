@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections import Counter
@@ -190,7 +191,12 @@ class Engine:
         secrets = self.secrets()
         if not secrets.present:
             raise AuthError(f"no API key for {config.exchange.name}: enter the key and secret on the config page")
-        return LiveExchange(config.exchange_id, secrets, testnet=config.exchange.testnet)
+        return LiveExchange(
+            config.exchange_id,
+            secrets,
+            testnet=config.exchange.testnet,
+            api_url=os.environ.get("QM_ENGINE_EXCHANGE_API_URL") or None,
+        )
 
     def _save_paper_state(self) -> None:
         # Balances are not saved: they are derived from the fills, which are booked as they happen.

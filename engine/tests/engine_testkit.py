@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -81,3 +85,25 @@ def write_platform(data_dir: Path, *, secret: str = "proxy-secret-for-tests", ma
         )
     )
     return secret
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_engine(data_dir: Path, port: int, *, env: dict | None = None, output=subprocess.PIPE) -> subprocess.Popen:
+    """`python -m quantmesh_engine` as the runtime starts it, its output captured (or sent to `output`)."""
+    command = [
+        sys.executable,
+        "-m",
+        "quantmesh_engine",
+        "--data-dir",
+        str(data_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})

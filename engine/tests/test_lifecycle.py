@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,18 +14,12 @@ import urllib.request
 import pytest
 import yaml
 from aiohttp import web
-from engine_testkit import FIXTURES, write_platform
+from engine_testkit import FIXTURES, free_port, start_engine, write_platform
 from quantmesh_engine.app import Engine
 from quantmesh_engine.exchanges.base import AuthError
 from quantmesh_engine.exchanges.live import LiveExchange
 from quantmesh_engine.secrets import ExchangeSecrets, save_secrets
 from quantmesh_engine.store import Store
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_restart_loses_nothing(data_dir):
@@ -119,22 +112,6 @@ def test_refused_api_key_is_reported_not_crashed():
     message = asyncio.run(main())
     assert message.startswith("the exchange rejected the API key")
     assert "bad-secret" not in message and "bad-key" not in message
-
-
-def start_engine(data_dir, port: int) -> subprocess.Popen:
-    """`python -m quantmesh_engine` as the runtime starts it, its output captured."""
-    command = [
-        sys.executable,
-        "-m",
-        "quantmesh_engine",
-        "--data-dir",
-        str(data_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def test_secrets_never_reach_the_log(data_dir, capfd):

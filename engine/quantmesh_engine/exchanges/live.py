@@ -10,6 +10,8 @@ prices only: a trade without a price is never booked.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import ccxt
 import ccxt.async_support as ccxt_async
 from ccxt.base.decimal_to_precision import TRUNCATE, decimal_to_precision
@@ -51,8 +53,17 @@ def _translate(error: Exception) -> ExchangeError:
     return ExchangeError(f"{type(error).__name__}: {error}")
 
 
+def rebased_urls(urls, base: str):
+    """ccxt's `urls['api']` (a string or nested dicts of them) with every scheme and host replaced by
+    `base`, paths kept: `https://api.binance.com/api/v3` -> `http://127.0.0.1:9000/api/v3`."""
+    if isinstance(urls, dict):
+        return {key: rebased_urls(value, base) for key, value in urls.items()}
+    parts = urlsplit(urls)
+    return base.rstrip("/") + urls[len(f"{parts.scheme}://{parts.netloc}") :]
+
+
 class LiveExchange(Exchange):
-    def __init__(self, exchange_id: str, secrets: ExchangeSecrets, *, testnet: bool, client=None):
+    def __init__(self, exchange_id: str, secrets: ExchangeSecrets, *, testnet: bool, client=None, api_url=None):
         self.name = exchange_id
         self.client = client or getattr(ccxt_async, exchange_id)(
             {
@@ -69,6 +80,8 @@ class LiveExchange(Exchange):
                 raise ExchangeError(
                     f"{exchange_id} has no testnet/sandbox in ccxt; set exchange.testnet: false"
                 ) from None
+        if api_url:  # operators and tests only (QM_ENGINE_EXCHANGE_API_URL): the exchange at another address
+            self.client.urls["api"] = rebased_urls(self.client.urls["api"], api_url)
         self.dialect = dialect_for(exchange_id)
         self.markets: dict[str, Market] = {}
         self._owner: dict[str, str | None] = {}  # exchange order id -> our client id, None: not ours
@@ -144,7 +157,7 @@ class LiveExchange(Exchange):
         return float(price), (ticker.get("timestamp") or self.client.milliseconds()) / 1000
 
     async def place_limit(self, order: Order, *, post_only: bool) -> Order:
-        params = {"clientOrderId": order.client_id}
+        params = {self.dialect.client_id_param: order.client_id}
         if post_only:
             if not self.dialect.post_only:  # config validation refuses this; never downgrade silently
                 raise OrderRejected(f"{self.name} cannot place post-only orders")
@@ -163,7 +176,7 @@ class LiveExchange(Exchange):
             order.side,
             order.amount,
             None,
-            {"clientOrderId": order.client_id},
+            {self.dialect.client_id_param: order.client_id},
         )
         order.exchange_id = str(placed.get("id"))
         # Only trades the reply shows, at their own prices; anything else comes from fetch_order.
@@ -207,7 +220,7 @@ class LiveExchange(Exchange):
         rows = await self._call(self.client.fetch_open_orders, symbol)
         orders = []
         for row in rows:
-            ours = our_client_id(self.dialect, row.get("clientOrderId"))
+            ours = our_client_id(self.dialect, self._echoed_id(row))
             if ours is None:
                 continue  # the customer's own order: not ours to touch
             orders.append(
@@ -247,8 +260,12 @@ class LiveExchange(Exchange):
                 raw = await self._call(self.client.fetch_order, order_id, symbol)
             except OrderNotFound:
                 return None
-            self._owner[order_id] = our_client_id(self.dialect, raw.get("clientOrderId"))
+            self._owner[order_id] = our_client_id(self.dialect, self._echoed_id(raw))
         return self._owner[order_id]
+
+    def _echoed_id(self, order: dict):
+        """The client id an order carries (ccxt leaves some, like Deribit's label, in `info`)."""
+        return order.get("clientOrderId") or (order.get("info") or {}).get(self.dialect.client_id_param)
 
     def _fills(self, client_id: str, symbol: str, trades: list[dict]) -> list[Fill]:
         """ccxt trades as fills; a trade without an id or a price is not booked (never at 0)."""
