@@ -5,9 +5,10 @@ Levels sit every `price_interval` from an anchor (the first price seen). Buys re
 sell one interval above (level L+1); the sell's fill frees the level again. At most
 `max_layers` layers (held or being bought) exist at once, and only the `sell_window` sells
 nearest the price rest on the book (the others wait, so far-away sells don't tie up order slots).
-A layer whose sell level the price has already passed (a jump up) is offered at its own level
-at once, as an order that may take liquidity. A layer too small to sell (a partial fill below
-the exchange's minimum) does not block its level: the level is bought again and the layers merge.
+A layer whose sell level the price has already passed (a jump up) is offered at once: at its own
+level when orders may take liquidity, else (post-only) on the first level above the price.
+A layer too small to sell (a partial fill below the exchange's minimum) does not block its
+level: the level is bought again and the layers merge.
 This module only decides; it never talks to an exchange.
 """
 
@@ -25,7 +26,6 @@ class Quote:
     level: int
     price: float
     amount: float | None  # buys: None, sized from order_quote_size by the trader; sells: the layer's amount
-    crosses: bool = False  # at or through the price: must not be sent post-only
 
 
 class GridStrategy:
@@ -59,9 +59,14 @@ class GridStrategy:
         sellable = [level for level in self.held if level not in dust]
         # The sells nearest the price, whichever side of it they are on.
         sellable.sort(key=lambda level: abs(self.level_price(level + 1) - price))
+        above = top + 1  # the first level a post-only sell can rest on
+        if self.level_price(above) <= price:
+            above += 1
         for level in sellable[: self.config.sell_window]:
             sell_price = self.level_price(level + 1)
-            wanted[("sell", level + 1)] = Quote("sell", level + 1, sell_price, self.held[level], sell_price <= price)
+            if sell_price <= price and self.config.post_only:
+                sell_price = self.level_price(above)  # a maker order, at or above its own level
+            wanted[("sell", level + 1)] = Quote("sell", level + 1, sell_price, self.held[level])
         if buys_allowed:
             room = self.config.max_layers - len(self.held) + len(dust)
             budget = buy_budget

@@ -321,7 +321,7 @@ class Trader:
             order = Order(
                 self._client_id(quote.side, quote.level), self.symbol, quote.side, rounded[0], rounded[1], quote.level
             )
-            await self._place(order, post_only=self.config.grid.post_only and not quote.crosses)
+            await self._place(order, post_only=self.config.grid.post_only)
 
     def _skipped(self, side: str, level: int, price: float, amount: float) -> None:
         market = self.exchange.market(self.symbol)

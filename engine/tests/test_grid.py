@@ -81,17 +81,31 @@ def test_same_seed_same_result(tmp_path):
     assert results[0][1] > 0
 
 
+JUMP_GRID = {"price_interval": 10, "order_quote_size": 100, "buy_window": 3, "sell_window": 1, "max_layers": 5}
+
+
 def test_after_a_jump_up_the_layers_below_are_sold_at_their_own_levels(tmp_path):
     path = [1000, 989, 979, 969, 1031, 1031, 1031]
-    trader, exchange, store = scripted_trader(tmp_path, path)
+    trader, _, store = scripted_trader(tmp_path, path, {"grid": {**JUMP_GRID, "post_only": False}})
     run_steps(trader, 4)
     assert sorted(trader.strategy.held) == [-3, -2, -1]
-    run_steps(trader, 3)  # 1031: the sells at 980, 990 and 1000 are under the price now
-    sells = [(row[3], row[4]) for row in store.fills() if row[2] == "sell"]
-    assert sorted(price for price, _ in sells) == [980, 990, 1000]
+    assert levels(trader, "sell") == [-2]  # the sell window holds one sell: 980, nearest to 969
+    run_steps(trader, 3)  # 1031 fills it; the other layers' sells (990, 1000) are under the price now
+    sells = [row[3] for row in store.fills() if row[2] == "sell"]
+    assert sells == [980, 1000, 990]  # the nearest first, each at its own level
     assert trader.strategy.held == {}
     # Each layer earned its interval: 10 per layer times its amount (no fees here).
     assert trader.position.realized_pnl == pytest.approx(10 * (0.10101 + 0.102040 + 0.103092))
+
+
+def test_after_a_jump_up_post_only_sells_rest_on_the_first_level_above_the_price(tmp_path):
+    trader, _, store = scripted_trader(tmp_path, [1000, 989, 979, 969, 1031, 1041, 1051], {"grid": JUMP_GRID})
+    run_steps(trader, 5)
+    assert [o.price for o in trader.open.values() if o.side == "sell"] == [1040]  # not 1000: that would cross
+    run_steps(trader, 2)
+    assert [row[3] for row in store.fills() if row[2] == "sell"] == [980, 1040, 1050]
+    assert trader.strategy.held == {}
+    assert trader.position.realized_pnl == pytest.approx(10 * 0.103092 + 50 * 0.10101 + 70 * 0.102040)
 
 
 def test_sell_window_takes_the_layers_nearest_the_price(tmp_path):
