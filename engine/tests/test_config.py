@@ -57,6 +57,15 @@ def test_errors_name_the_field(data, field):
     assert any(error.startswith(field) for error in caught.value.errors), caught.value.errors
 
 
+def test_post_only_is_refused_where_the_exchange_cannot_do_it():
+    """An exchange whose dialect has no post-only (any exchange outside the checked table) is refused
+    with post_only on, instead of silently sending plain limit orders."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"exchange": {"name": "coinbase"}})
+    assert caught.value.errors[0].startswith("grid.post_only: coinbase cannot place post-only orders")
+    assert parse_config({"exchange": {"name": "coinbase"}, "grid": {"post_only": False}}).grid.post_only is False
+
+
 def test_all_errors_are_reported_at_once():
     with pytest.raises(ConfigError) as caught:
         parse_config({"grid": {"price_interval": -1, "order_quote_size": 0}, "symbols": ["x"]})

@@ -108,15 +108,6 @@ def test_after_a_jump_up_post_only_sells_rest_on_the_first_level_above_the_price
     assert trader.position.realized_pnl == pytest.approx(10 * 0.103092 + 50 * 0.10101 + 70 * 0.102040)
 
 
-def test_sell_window_takes_the_layers_nearest_the_price(tmp_path):
-    config = {
-        "grid": {"price_interval": 10, "order_quote_size": 100, "buy_window": 5, "sell_window": 1, "max_layers": 9}
-    }
-    trader, _, _ = scripted_trader(tmp_path, [1000, 989, 979, 969, 988], config)
-    run_steps(trader, 5)  # layers bought at 990, 980, 970; at 988 the nearest sell is 990 (the layer at 980)
-    assert levels(trader, "sell") == [-1]
-
-
 def test_changing_the_interval_re_anchors_the_grid(tmp_path):
     trader, _, store = scripted_trader(tmp_path, [1000, 989, 1003, 1003])
     run_steps(trader, 2)
