@@ -172,19 +172,10 @@ class Engine:
 
     def _build_exchange(self, config: EngineConfig) -> Exchange:
         if config.is_paper:
-            paper = config.paper
-            exchange = PaperExchange(
-                seed=paper.seed,
-                start_price=paper.start_price,
-                volatility=paper.volatility,
-                tick_seconds=paper.tick_seconds,
-                fee_rate=paper.fee_rate,
-                initial_quote=paper.initial_quote,
-                initial_base=paper.initial_base,
-                start_time=time.time(),
-                csv_path=self.prices_file(paper.prices_csv) if paper.prices_csv else None,
+            csv_name = config.paper.prices_csv
+            return PaperExchange.from_config(
+                config.paper, start_time=time.time(), csv_path=self.prices_file(csv_name) if csv_name else None
             )
-            return exchange
         # ccxt is large (tens of MB resident): only live trading loads it.
         from .exchanges.live import LiveExchange
 

@@ -182,12 +182,6 @@ class Store:
         order.filled = self.booked_amount(order.client_id)
         return order
 
-    def order_by_exchange_id(self, symbol: str, exchange_id: str) -> Order | None:
-        row = self.db.execute(
-            "SELECT client_id FROM orders WHERE symbol=? AND exchange_id=?", (symbol, exchange_id)
-        ).fetchone()
-        return self.order(row[0]) if row else None
-
     def booked_amount(self, client_id: str) -> float:
         row = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM fills WHERE client_id=?", (client_id,))
         return row.fetchone()[0]

@@ -187,7 +187,8 @@ class Trader:
         await self._book(report.fills)
         booked = order.filled  # kept by _book (and read from the store for orders loaded at start)
         if not self._settled(report, booked):
-            self.store.order_saved(order)  # keeps its exchange id for the next look
+            if order.level is not None:  # (an order of ours we hold no record of stays in memory only)
+                self.store.order_saved(order)  # keeps its exchange id for the next look
             return False
         if booked >= order.amount * (1 - EPSILON):
             status = "filled"
@@ -427,6 +428,3 @@ class Trader:
 
     def open_orders(self) -> list[Order]:
         return sorted(self.open.values(), key=lambda o: -o.price)
-
-    def resting_buys(self) -> float:
-        return sum(o.price * (o.amount - o.filled) for o in self.open.values() if o.side == "buy")

@@ -137,15 +137,7 @@ def test_default_config_makes_money_after_fees_on_the_default_paper_path(tmp_pat
 
     config = parse_config({})
     paper = config.paper
-    exchange = PaperExchange(
-        seed=paper.seed,
-        start_price=paper.start_price,
-        volatility=paper.volatility,
-        tick_seconds=paper.tick_seconds,
-        fee_rate=paper.fee_rate,
-        initial_quote=paper.initial_quote,
-        initial_base=paper.initial_base,
-    )
+    exchange = PaperExchange.from_config(paper)
     trader = Trader(
         symbol="BTC/USDT", config=config, exchange=exchange, store=Store(tmp_path / "e.db"), counters=Counter()
     )

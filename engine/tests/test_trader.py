@@ -45,7 +45,7 @@ def assert_books_match_the_exchange(trader, exchange: ScriptedExchange) -> None:
 
 
 def test_fill_just_before_cancel_is_booked_not_lost(tmp_path):
-    exchange = ScriptedExchange([1000] + [1055] * 12, trade_delay=3)
+    exchange = ScriptedExchange([1000] + [1055] * 6 + [1061] * 6, trade_delay=3)
     trader = trader_on(exchange, tmp_path)
     start(trader)
     steps(trader, 1)
@@ -60,10 +60,10 @@ def test_fill_just_before_cancel_is_booked_not_lost(tmp_path):
     steps(trader, 3)
     assert trader.store.order(filled).status == "filled"
     assert trade_ids(trader.store) == [exchange.trades[0]["id"]]
-    assert -3 in trader.strategy.held  # a layer, whose sell (980, under the price now) is offered at once
-    steps(trader, 8)
+    assert -3 in trader.strategy.held  # a layer, whose sell (980 is under the price) rests post-only at 1060
+    steps(trader, 9)
     assert trader.strategy.held == {}
-    assert trader.position.realized_pnl == pytest.approx((980 - 970) * 0.103092 - 0.103092 * (970 + 980) * 0.001)
+    assert trader.position.realized_pnl == pytest.approx((1060 - 970) * 0.103092 - 0.103092 * (970 + 1060) * 0.001)
     assert_books_match_the_exchange(trader, exchange)
 
 
@@ -79,9 +79,8 @@ def test_order_gone_from_the_exchange_is_asked_before_it_is_forgotten(tmp_path):
     steps(trader, 3)
     assert trader.store.order(gone).status == "filled"
     assert trader.strategy.held == {-2: pytest.approx(0.102040)}
-    steps(trader, 3)  # its sell, at 990 under the price of 995, goes at once
-    assert [o.price for o in exchange.orders.values() if o.side == "sell"] == [990]
-    assert trader.strategy.held == {}
+    steps(trader, 1)  # its sell (990 is under the price of 995) rests post-only on the next level, 1000
+    assert resting(exchange, "sell") == [1000]
     assert_books_match_the_exchange(trader, exchange)
 
 
@@ -105,7 +104,7 @@ def test_partial_fill_is_booked_once_across_restarts(tmp_path):
 
 
 def test_fills_missed_while_down_are_booked_at_start_and_become_layers(tmp_path):
-    exchange = ScriptedExchange([1000] * 5)
+    exchange = ScriptedExchange([1000] + [995] * 4)
     trader = trader_on(exchange, tmp_path)
     start(trader)
     steps(trader, 1)

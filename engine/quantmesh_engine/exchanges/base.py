@@ -155,10 +155,6 @@ class Exchange(ABC):
         """The trading fee per side as a fraction (0.001 = 0.1 %)."""
         return 0.0
 
-    @property
-    def post_only_supported(self) -> bool:
-        return True
-
     @abstractmethod
     async def balances(self) -> dict[str, float]: ...
 

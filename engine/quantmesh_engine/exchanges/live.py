@@ -128,10 +128,6 @@ class LiveExchange(Exchange):
             rate = (self.client.fees.get("trading") or {}).get(kind)
         return float(rate) if rate is not None else DEFAULT_FEE_RATE
 
-    @property
-    def post_only_supported(self) -> bool:
-        return self.dialect.post_only
-
     def round_order(self, symbol: str, side: str, price: float, amount: float) -> tuple[float, float] | None:
         """ccxt's precision rules (tick size, significant digits or decimals, per exchange). Buy prices
         are truncated so that rounding never lifts a post-only buy into the market."""

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from itertools import count
 from pathlib import Path
 
+from ..config import PaperConfig
 from .base import Exchange, Fill, FillBatch, Market, Order, OrderRejected, OrderReport
 
 # Every paper trade id starts with this: the paper account's balances are derived from these fills.
@@ -112,6 +113,20 @@ class PaperExchange(Exchange):
         self.pending_fills: dict[str, list[Fill]] = {}
         self.sequence = count(1)
         self.run = uuid.uuid4().hex[:8]  # trade ids stay unique across restarts
+
+    @classmethod
+    def from_config(cls, paper: PaperConfig, *, start_time: float = 0.0, csv_path: Path | None = None):
+        return cls(
+            seed=paper.seed,
+            start_price=paper.start_price,
+            volatility=paper.volatility,
+            tick_seconds=paper.tick_seconds,
+            fee_rate=paper.fee_rate,
+            initial_quote=paper.initial_quote,
+            initial_base=paper.initial_base,
+            start_time=start_time,
+            csv_path=csv_path,
+        )
 
     async def connect(self, symbols: list[str]) -> None:
         for index, symbol in enumerate(symbols):
