@@ -204,6 +204,8 @@ class Store:
     def fill_recorded(self, fill: Fill, level: int | None, *, order_done: bool = True) -> float | None:
         """Record a fill and book it on the position, in one transaction with the order's status;
         None (and nothing changes) when this trade id is already booked."""
+        if not fill.trade_id:
+            raise ValueError(f"a fill of {fill.client_id} without the exchange's trade id cannot be booked once")
         if self.has_fill(fill.symbol, fill.trade_id):
             return None
         position = self.position(fill.symbol)

@@ -19,6 +19,8 @@ def test_a_trade_is_booked_once_whatever_reports_it(tmp_path):
     assert store.fill_recorded(fill("8812"), -1) is None  # reported again: nothing changes
     assert store.position("BTC/USDT").amount == pytest.approx(0.01)
     assert store.fill_recorded(fill("8812", symbol="ETH/USDT"), -1) == 0.0  # ids are per market on Binance
+    with pytest.raises(ValueError, match="without the exchange's trade id"):
+        store.fill_recorded(fill(""), -1)  # no id: it could not be told from a repeat
     with pytest.raises(sqlite3.IntegrityError):
         store.db.execute(
             "INSERT INTO fills (client_id, symbol, side, price, amount, fee, fee_currency, realized_pnl, timestamp, "
