@@ -26,7 +26,7 @@ def _throughput() -> tuple[float, int]:
     from quantmesh_engine.trader import Trader
 
     config = parse_config(
-        {"grid": {"price_interval": 15, "order_quote_size": 100, "buy_window": 5, "sell_window": 5, "max_layers": 10}}
+        {"grid": {"price_interval": 90, "order_quote_size": 100, "buy_window": 5, "sell_window": 5, "max_layers": 10}}
     )
     with tempfile.TemporaryDirectory() as directory:
         exchange = PaperExchange(

@@ -150,7 +150,7 @@ def run() -> list[Result]:
                 "    for n in range(10000):\n"
                 "        side = 'buy' if n % 2 == 0 else 'sell'\n"
                 "        store.fill_recorded(Fill(f'qm-b{n}', 'BTC/USDT', side, 30000 + n % 50, 0.001, 0.03, 'USDT',"
-                " 1.7e9 + n), n % 10)\n"
+                " 1.7e9 + n, f'bench-{n}'), n % 10)\n"
             )
             manage_shell(env, seed)
             _api(base, token, "POST", f"/api/saas/instances/{instance_id}/start")

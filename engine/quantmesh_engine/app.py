@@ -1,13 +1,14 @@
 """The engine process: configuration, the trading loop with its error state, and clean shutdown.
 
 A bad config or refused keys never crash the process: it keeps serving its page and API in an
-error state that says what is wrong, retrying exchange trouble with exponential back-off.
+error state that says what is wrong, retrying exchange trouble with exponential back-off. A
+temporary exchange error while trading keeps the traders (their orders and risk state) and
+reconciles once the exchange answers again; only a failed connection builds them anew.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import sqlite3
@@ -16,11 +17,12 @@ from collections import Counter
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, EngineConfig, load_config
+from .config import ConfigError, EngineConfig, load_config, money_problems
 from .exchanges.base import AuthError, Exchange, ExchangeError
-from .exchanges.paper import PaperExchange
+from .exchanges.paper import PAPER_MIN_COST, TRADE_PREFIX, PaperExchange, PriceFileError, read_prices
 from .logs import event
 from .platform import Platform, load_platform
+from .risk import DailyLoss
 from .secrets import ExchangeSecrets, load_secrets
 from .store import Store
 from .trader import Trader
@@ -89,8 +91,12 @@ class Engine:
     async def _stop_trading(self, *, cancel_orders: bool) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception as error:  # a crashed loop must not fail the config save that restarts it
+                event(logger, logging.ERROR, "trading loop had crashed", error=f"{type(error).__name__}: {error}")
             self._task = None
         for trader in self.traders:
             try:
@@ -110,21 +116,66 @@ class Engine:
             event(logger, logging.ERROR, "trading stopped: " + message)
         self.state, self.error = "error", message
 
+    def prices_file(self, name: str) -> Path:
+        """The replay file `name` in the data directory; a ConfigError when it is not a regular file
+        there (a symlink pointing out of the data directory counts as outside)."""
+        root = self.data_dir.resolve()
+        path = (root / name).resolve()
+        if path.parent != root:
+            raise ConfigError([f"paper.prices_csv: {name!r} leads outside the data directory"])
+        if not path.is_file():
+            raise ConfigError([f"paper.prices_csv: there is no file {name!r} in the data directory; upload it first"])
+        return path
+
+    def reference_prices(self, config: EngineConfig) -> dict[str, float]:
+        """Prices to check a paper config's money rules against (its replay file's first price or its
+        start price); live prices come from the exchange. ConfigError for an unusable replay file."""
+        if not config.is_paper:
+            return {t.symbol: t.price for t in self.traders if t.price and t.exchange.name == config.exchange_id}
+        start = config.paper.start_price
+        prices = {symbol: start / (10**index) for index, symbol in enumerate(config.symbols)}
+        if config.paper.prices_csv:
+            try:
+                prices[config.symbols[0]] = read_prices(self.prices_file(config.paper.prices_csv))[0]
+            except (PriceFileError, OSError) as error:
+                raise ConfigError([f"paper.prices_csv: {error}"]) from None
+        return prices
+
+    def money_problems(self, config: EngineConfig) -> list[str]:
+        """A config's money rules checked before it is saved: paper against its own prices and fee;
+        live against the exchange's market, fee and last price when this engine trades there now
+        (else the minimum from the exchange's dialect; the trader checks the rest at its first price)."""
+        prices = self.reference_prices(config)
+        connected = self.exchange is not None and self.exchange.name == config.exchange_id
+        problems = []
+        for symbol in config.symbols:
+            fee, min_cost, min_amount = 0.0, 0.0, 0.0
+            if config.is_paper:
+                fee, min_cost = config.paper.fee_rate, PAPER_MIN_COST
+            elif connected and symbol in self.exchange.markets:
+                market = self.exchange.market(symbol)
+                fee = self.exchange.fee_rate(symbol, maker=config.grid.post_only)
+                min_cost, min_amount = market.min_cost, market.min_amount
+            else:
+                from .exchanges.dialects import dialect_for  # live only
+
+                min_cost = dialect_for(config.exchange_id).min_notional
+            problems += money_problems(
+                config.grid,
+                symbol=symbol,
+                price=prices.get(symbol),
+                fee_rate=fee,
+                min_cost=min_cost,
+                min_amount=min_amount,
+            )
+        return problems
+
     def _build_exchange(self, config: EngineConfig) -> Exchange:
         if config.is_paper:
-            paper = config.paper
-            exchange = PaperExchange(
-                seed=paper.seed,
-                start_price=paper.start_price,
-                volatility=paper.volatility,
-                tick_seconds=paper.tick_seconds,
-                fee_rate=paper.fee_rate,
-                initial_quote=paper.initial_quote,
-                initial_base=paper.initial_base,
-                start_time=time.time(),
-                csv_path=self.data_dir / paper.prices_csv if paper.prices_csv else None,
+            csv_name = config.paper.prices_csv
+            return PaperExchange.from_config(
+                config.paper, start_time=time.time(), csv_path=self.prices_file(csv_name) if csv_name else None
             )
-            return exchange
         # ccxt is large (tens of MB resident): only live trading loads it.
         from .exchanges.live import LiveExchange
 
@@ -139,15 +190,9 @@ class Engine:
         )
 
     def _save_paper_state(self) -> None:
+        # Balances are not saved: they are derived from the fills, which are booked as they happen.
         if isinstance(self.exchange, PaperExchange):
-            self.store.set_state(
-                "paper",
-                {
-                    "funds": self.exchange.total_funds(),
-                    "clock": self.exchange.clock,
-                    "prices": {t.symbol: t.price for t in self.traders if t.price},
-                },
-            )
+            self.store.set_state("paper", self.exchange.state())
 
     async def _run(self) -> None:
         backoff = BACKOFF_START
@@ -173,6 +218,10 @@ class Engine:
                 self._fail(str(error))
                 await self._drop_exchange()
                 return  # refused keys do not get better by retrying; a config save restarts us
+            except ConfigError as error:  # found with the exchange: the replay file, a fee, a minimum
+                self._fail(f"invalid config: {error}")
+                await self._drop_exchange()
+                return
             except ExchangeError as error:
                 self._fail(f"exchange error, retrying in {backoff:.0f} s: {error}")
                 await self._drop_exchange()
@@ -185,8 +234,9 @@ class Engine:
                 await self._drop_exchange()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
-            except OSError as error:
+            except (OSError, PriceFileError) as error:
                 self._fail(f"cannot read the price data: {error}")
+                await self._drop_exchange()
                 return
 
     async def _drop_exchange(self) -> None:
@@ -199,11 +249,18 @@ class Engine:
         self.exchange = self._build_exchange(config)
         await self.exchange.connect(list(config.symbols))
         if isinstance(self.exchange, PaperExchange):
-            saved = self.store.get_state("paper")
-            if saved:
-                self.exchange.restore(saved["prices"], saved["clock"], saved["funds"])
+            saved = self.store.get_state("paper") or {}
+            self.exchange.restore(
+                prices=saved.get("prices", {}),
+                replay=saved.get("replay", {}),
+                clock=saved.get("clock", 0.0),
+                changes=self.store.balance_changes(TRADE_PREFIX),
+            )
+        daily = DailyLoss(config.risk.daily_loss_limit, self.store, self.counters)
         self.traders = [
-            Trader(symbol=s, config=config, exchange=self.exchange, store=self.store, counters=self.counters)
+            Trader(
+                symbol=s, config=config, exchange=self.exchange, store=self.store, counters=self.counters, daily=daily
+            )
             for s in config.symbols
         ]
         for trader in self.traders:
@@ -213,20 +270,53 @@ class Engine:
         config = self.config
         interval = config.paper.tick_seconds if config.is_paper else config.loop.poll_seconds
         next_reconcile = time.monotonic() + config.loop.reconcile_seconds
-        next_snapshot = 0.0
+        backoff = BACKOFF_START
         while True:
-            for trader in self.traders:
-                await trader.step()
+            try:
+                for trader in self.traders:
+                    await trader.step()
+                if self.state != "running":  # the exchange answers again: repair what the error cut short
+                    for trader in self.traders:
+                        await trader.reconcile()
+                    self.state, self.error, backoff = "running", "", BACKOFF_START
+                    event(logger, logging.INFO, "trading again")
+            except AuthError:
+                raise
+            except ExchangeError as error:
+                self._fail(f"exchange error, retrying in {backoff:.0f} s: {error}")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
             self.last_tick_at = time.time()
             now = time.monotonic()
             if now >= next_reconcile:
                 next_reconcile = now + config.loop.reconcile_seconds
                 for trader in self.traders:
                     await trader.reconcile()
-            if now >= next_snapshot:
-                next_snapshot = now + 5
-                self._save_paper_state()
+            self._save_paper_state()
             await asyncio.sleep(interval)
+
+    def clear_risk(self) -> list[str]:
+        """The customer clears every risk stop; returns what was active ("stop_loss BTC/USDT", ...)."""
+        cleared = []
+        for trader in self.traders:
+            cleared += [f"{name} {trader.symbol}" for name in trader.clear_risk()]
+        trading = {trader.symbol for trader in self.traders}
+        for key, value in self.store.states_like("risk:"):  # symbols not trading now (an error state)
+            symbol = key.removeprefix("risk:")
+            if (
+                key != DailyLoss.KEY
+                and symbol not in trading
+                and (value.get("stop_loss") or value.get("rapid_decline"))
+            ):
+                self.store.set_state(key, {})
+                cleared += [f"{name} {symbol}" for name in ("stop_loss", "rapid_decline") if value.get(name)]
+        daily = self.traders[0].risk.daily if self.traders else DailyLoss(None, self.store, self.counters)
+        if daily.paused_day is not None:
+            cleared.append("daily_loss_limit")
+        daily.clear()
+        event(logger, logging.INFO, "risk stops cleared by the customer", cleared=",".join(cleared) or "none")
+        return cleared
 
     # --- what the web layer shows -------------------------------------------------------------
 

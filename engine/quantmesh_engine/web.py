@@ -82,6 +82,8 @@ def status_payload(engine: Engine) -> dict:
                 "open_orders": len(trader.open),
                 "layers": len(trader.strategy.held) if trader.strategy else 0,
                 "risk_state": trader.view.state,
+                "orders_skipped": trader.skipped,
+                "last_skip": trader.last_skip,
             }
         )
     config = engine.config
@@ -110,7 +112,24 @@ async def healthz(request: web.Request) -> web.Response:
     body = {"status": "ok" if healthy else engine.state, "last_tick_at": iso(engine.last_tick_at)}
     if engine.error:
         body["error"] = engine.error
+    warnings = _warnings(engine)
+    if warnings:
+        body["warnings"] = warnings
     return web.json_response(body, status=200 if healthy else 503)
+
+
+def _warnings(engine: Engine) -> list[str]:
+    """What keeps a running engine from trading as configured: risk pauses and skipped orders."""
+    warnings = []
+    for trader in engine.traders:
+        if trader.view.state != "ok":
+            warnings.append(
+                f"{trader.symbol}: buying paused by risk control ({trader.view.state}); "
+                "stops stay until cleared on the config page (POST /api/risk/clear)"
+            )
+        if trader.last_skip:
+            warnings.append(f"{trader.symbol}: {trader.skipped} order(s) skipped; last: {trader.last_skip}")
+    return warnings
 
 
 async def api_status(request: web.Request) -> web.Response:
@@ -159,6 +178,9 @@ async def apply_config(engine: Engine, config_data, secrets_data) -> list[str]:
         if unknown:
             raise ConfigError([f"secrets.{k}: unknown field" for k in unknown])
         config = parse_config(config_data, max_trading_pairs=engine.max_trading_pairs, paper_only=engine.paper_only)
+        problems = engine.money_problems(config)
+        if problems:
+            raise ConfigError(problems)
         secrets = _merge_secrets(engine.secrets(), secrets_data)
         if not config.is_paper and not secrets.present:
             raise ConfigError([f"secrets.api_key: {config.exchange.name} needs an API key and secret"])
@@ -182,6 +204,17 @@ async def api_config_put(request: web.Request) -> web.Response:
     if errors:
         return error_response(400, "invalid_config", errors[0], errors=errors)
     return web.json_response(_config_view(engine))
+
+
+async def api_risk_clear(request: web.Request) -> web.Response:
+    """Clear the stored risk stops (stop-loss, daily loss limit, rapid decline): buying resumes."""
+    engine = request.app[ENGINE_KEY]
+    return web.json_response({"cleared": engine.clear_risk()})
+
+
+async def page_risk_clear(request: web.Request) -> web.Response:
+    request.app[ENGINE_KEY].clear_risk()
+    raise web.HTTPSeeOther("/config")
 
 
 async def api_restart(request: web.Request) -> web.Response:
@@ -302,6 +335,12 @@ async def metrics(request: web.Request) -> web.Response:
     metric("position_base", "gauge", "Position in base currency.", per(lambda t: t.position.amount))
     metric("risk_paused", "gauge", "1 while risk control pauses buys.", per(lambda t: 0 if t.view.state == "ok" else 1))
     metric(
+        "orders_skipped_total",
+        "counter",
+        "Orders not sent because they were below the exchange's minimum.",
+        per(lambda t: t.skipped),
+    )
+    metric(
         "risk_triggers_total",
         "counter",
         "Risk control triggers.",
@@ -420,7 +459,22 @@ def _config_form(engine: Engine, config: dict, secrets: dict, errors: list[str])
         + field("stop_loss_pct", "Stop-loss % (empty: off)", risk.get("stop_loss_pct"))
         + field("daily_loss_limit", "Daily loss limit (empty: off)", risk.get("daily_loss_limit"))
         + field("max_position_quote", "Maximum position value (empty: off)", risk.get("max_position_quote"))
+        + '<label><input type="checkbox" name="post_only" value="1"'
+        + (" checked" if grid.get("post_only", True) else "")
+        + "> Post-only (maker) orders; some exchanges cannot place them</label>"
         + '<button type="submit">Save and restart</button></form>'
+        + _risk_card(engine)
+    )
+
+
+def _risk_card(engine: Engine) -> str:
+    stops = [f"{t.symbol}: {t.view.state}" for t in engine.traders if t.view.state != "ok"]
+    text = "; ".join(stops) if stops else "no risk stop is active"
+    return (
+        '<form method="post" action="/risk/clear" class="card"><h2>Risk stops</h2>'
+        f"<p>{html.escape(text)}. A stop-loss, the daily loss limit and a rapid-decline pause stay in force across "
+        "restarts and config saves until cleared here.</p>"
+        '<button type="submit" id="clear-risk">Clear risk stops and resume buying</button></form>'
     )
 
 
@@ -461,6 +515,7 @@ async def page_config_post(request: web.Request) -> web.Response:
         },
     }
     config["grid"] = {k: v for k, v in config["grid"].items() if v is not None}
+    config["grid"]["post_only"] = form.get("post_only") == "1"
     secrets = {name: form.get(name, "") for name in FIELDS}
     errors = await apply_config(engine, config, secrets)
     if errors:
@@ -481,6 +536,8 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_get("/api/config", api_config_get)
     app.router.add_put("/api/config", api_config_put)
     app.router.add_post("/api/restart", api_restart)
+    app.router.add_post("/api/risk/clear", api_risk_clear)
+    app.router.add_post("/risk/clear", page_risk_clear)
     app.router.add_get("/api/export/trades", export_trades)
     app.router.add_get("/api/export/config", export_config)
     app.router.add_get("/api/backup/database", backup_database)

@@ -29,6 +29,7 @@ def scripted_trader(
     store: Store | None = None,
 ):
     """A trader on a paper exchange that replays `prices`, one per step."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     csv_path = tmp_path / "prices.csv"
     csv_path.write_text("price\n" + "\n".join(str(p) for p in prices) + "\n")
     cfg = parse_config(
@@ -52,6 +53,19 @@ def scripted_trader(
     trader = Trader(symbol="BTC/USDT", config=cfg, exchange=exchange, store=store, counters=Counter())
     asyncio.run(exchange.connect(["BTC/USDT"]))
     return trader, exchange, store
+
+
+def trader_on(exchange, tmp_path: Path, config: dict | None = None, *, store: Store | None = None) -> Trader:
+    """A trader on any Exchange (a scripted one, usually), with the small grid of these tests."""
+    cfg = parse_config(
+        {
+            "grid": {"price_interval": 10, "order_quote_size": 100, "buy_window": 3, "sell_window": 3, "max_layers": 5},
+            "risk": {"rapid_decline": {"enabled": False}},
+            **(config or {}),
+        }
+    )
+    store = store or Store(tmp_path / "engine.db")
+    return Trader(symbol="BTC/USDT", config=cfg, exchange=exchange, store=store, counters=Counter())
 
 
 def run_steps(trader: Trader, count: int) -> None:

@@ -40,8 +40,14 @@ def test_average_cost_and_unrealized():
     assert position.amount == 1.0 and position.cost == pytest.approx(95.095)
 
 
-def test_fee_in_base_currency_is_valued_at_the_fill_price():
+def test_fee_in_base_currency_is_valued_at_the_fill_price_and_netted_from_the_amount():
     position = Position("BTC/USDT")
     position.apply(Fill("a", "BTC/USDT", "buy", 20000.0, 0.01, 0.00001, "BTC", 0))
     assert position.fees == pytest.approx(0.2)
-    assert position.cost == pytest.approx(200.2)
+    # 200 USDT paid, 0.00999 BTC received: the fee left in BTC is not ours to sell.
+    assert position.amount == pytest.approx(0.00999)
+    assert position.cost == pytest.approx(200.0)
+    assert position.unrealized_pnl(20000.0) == pytest.approx(-0.2)  # the fee, as before
+    realized = position.apply(Fill("b", "BTC/USDT", "sell", 21000.0, 0.00999, 0.2098, "USDT", 0))
+    assert realized == pytest.approx(0.00999 * 21000 - 0.2098 - 200.0)  # 9.58
+    assert position.amount == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from quantmesh_engine.config import MANUAL_EXCHANGES, ConfigError, load_config, parse_config
+from quantmesh_engine.exchanges.dialects import dialect_for
 
 
 def test_defaults_trade_on_paper(tmp_path):
@@ -15,8 +16,17 @@ def test_defaults_trade_on_paper(tmp_path):
 
 @pytest.mark.parametrize("name", MANUAL_EXCHANGES)
 def test_every_exchange_of_the_manual_validates(name):
-    config = parse_config({"exchange": {"name": name}})
-    assert config.exchange_id != "paper"
+    exchange_id = parse_config({"exchange": {"name": name}, "grid": {"post_only": False}}).exchange_id
+    assert exchange_id != "paper"
+    if dialect_for(exchange_id).post_only:
+        assert parse_config({"exchange": {"name": name}}).grid.post_only is True
+    else:  # told, not silently downgraded to plain limit orders
+        with pytest.raises(ConfigError) as caught:
+            parse_config({"exchange": {"name": name}})
+        assert caught.value.errors == [
+            f"grid.post_only: {name} cannot place post-only orders; set grid.post_only: false to trade with plain "
+            "limit orders (they may take liquidity and pay the taker fee)"
+        ]
 
 
 @pytest.mark.parametrize(
@@ -32,7 +42,11 @@ def test_every_exchange_of_the_manual_validates(name):
         ({"symbols": []}, "symbols: must be a non-empty list"),
         ({"risk": {"stop_loss_pct": 150}}, "risk.stop_loss_pct: must be <= 100"),
         ({"risk": {"rapid_decline": {"drop_pct": -1}}}, "risk.rapid_decline.drop_pct: must be > 0"),
-        ({"paper": {"prices_csv": "../../etc/passwd"}}, "paper.prices_csv: must be a file name inside"),
+        ({"paper": {"prices_csv": "../../etc/passwd"}}, "paper.prices_csv: must be the name of a file in the data"),
+        ({"paper": {"prices_csv": "/proc/sys/kernel/pid_max"}}, "paper.prices_csv: must be the name of a file in"),
+        ({"paper": {"prices_csv": "sub/prices.csv"}}, "paper.prices_csv: must be the name of a file in the data"),
+        ({"paper": {"prices_csv": ".."}}, "paper.prices_csv: must be the name of a file in the data"),
+        ({"paper": {"prices_csv": 5}}, "paper.prices_csv: must be the name of a file in the data"),
         ({"cancel_orders_on_stop": "yes"}, "cancel_orders_on_stop: must be true or false"),
         ({"colour": "blue"}, "colour: unknown field"),
     ],
@@ -41,6 +55,15 @@ def test_errors_name_the_field(data, field):
     with pytest.raises(ConfigError) as caught:
         parse_config(data)
     assert any(error.startswith(field) for error in caught.value.errors), caught.value.errors
+
+
+def test_post_only_is_refused_where_the_exchange_cannot_do_it():
+    """An exchange whose dialect has no post-only (any exchange outside the checked table) is refused
+    with post_only on, instead of silently sending plain limit orders."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"exchange": {"name": "coinbase"}})
+    assert caught.value.errors[0].startswith("grid.post_only: coinbase cannot place post-only orders")
+    assert parse_config({"exchange": {"name": "coinbase"}, "grid": {"post_only": False}}).grid.post_only is False
 
 
 def test_all_errors_are_reported_at_once():

@@ -14,7 +14,10 @@ import ccxt.async_support as ccxt_async
 import pytest
 from engine_testkit import FIXTURES
 from quantmesh_engine.config import EXCHANGE_ALIASES, MANUAL_EXCHANGES
+from quantmesh_engine.exchanges.base import Order
 from quantmesh_engine.exchanges.dialects import DIALECTS, client_id_for, dialect_for, our_client_id
+from quantmesh_engine.exchanges.live import LiveExchange
+from quantmesh_engine.secrets import ExchangeSecrets
 
 MARKETS = json.loads((FIXTURES / "dialect_markets.json").read_text())
 
@@ -51,9 +54,9 @@ def _market(exchange, exchange_id: str) -> dict:
     }
 
 
-def sent_request(exchange_id: str, params: dict) -> dict:
-    """The parameters ccxt sends for a 0.001 BTC limit buy at 20,000, merged from the URL query
-    and the body (JSON object, OKX's JSON batch list, or form-encoded)."""
+def captured_request(exchange_id: str, place) -> dict:
+    """The parameters of the one request `place(exchange, symbol)` makes ccxt send, merged from the
+    URL query and the body (JSON object, OKX's JSON batch list, or form-encoded)."""
     exchange = getattr(ccxt_async, exchange_id)(
         {"apiKey": "k" * 16, "secret": "c2VjcmV0" * 4, "password": "p" * 8, "uid": "1"}
     )
@@ -70,15 +73,15 @@ def sent_request(exchange_id: str, params: dict) -> dict:
 
     exchange.fetch = fetch
 
-    async def place():
+    async def run():
         try:
-            await exchange.create_order(market["symbol"], "limit", "buy", 0.001, 20000, params)
+            await place(exchange, market["symbol"])
         except RequestCaptured:
             pass
         finally:
             await exchange.close()
 
-    asyncio.run(place())
+    asyncio.run(run())
     assert captured, f"{exchange_id}: ccxt sent nothing"
     sent = dict(parse_qsl(urlsplit(captured["url"]).query))
     body = captured["body"]
@@ -91,29 +94,40 @@ def sent_request(exchange_id: str, params: dict) -> dict:
     return sent
 
 
-# Where each exchange expects the client id, and how it expects post-only (present, absent).
+def sent_request(exchange_id: str, params: dict) -> dict:
+    """What unmodified ccxt sends for a 0.001 BTC limit buy at 20,000 with `params`."""
+
+    async def place(exchange, symbol):
+        await exchange.create_order(symbol, "limit", "buy", 0.001, 20000, params)
+
+    return captured_request(exchange_id, place)
+
+
+def sent_by_the_live_exchange(exchange_id: str, client_id: str) -> dict:
+    """What the engine's LiveExchange makes ccxt send for a post-only grid buy."""
+
+    async def place(exchange, symbol):
+        live = LiveExchange(exchange_id, ExchangeSecrets("k" * 16, "s" * 16), testnet=False, client=exchange)
+        await live.place_limit(Order(client_id, symbol, "buy", 20000.0, 0.001, level=-3), post_only=True)
+
+    return captured_request(exchange_id, place)
+
+
+# Where each exchange expects the client id, and how it sees post-only in the request.
 EXPECTED = {
-    "binance": ("newClientOrderId", lambda r: r["type"] == "LIMIT_MAKER", lambda r: r["type"] == "LIMIT"),
-    "okx": ("clOrdId", lambda r: r["ordType"] == "post_only", lambda r: r["ordType"] == "limit"),
-    "bybit": ("orderLinkId", lambda r: r["timeInForce"] == "PostOnly", lambda r: r.get("timeInForce") != "PostOnly"),
-    "bitget": ("clientOid", lambda r: r["force"] == "post_only", lambda r: r["force"].lower() == "gtc"),
-    "gate": ("text", lambda r: r["time_in_force"] == "poc", lambda r: r.get("time_in_force", "gtc") == "gtc"),
-    "htx": ("client-order-id", lambda r: r["type"] == "buy-limit-maker", lambda r: r["type"] == "buy-limit"),
-    "kucoin": ("clientOid", lambda r: r["postOnly"] is True, lambda r: "postOnly" not in r),
-    "kraken": ("cl_ord_id", lambda r: "post" in r["oflags"].split(","), lambda r: "post" not in r.get("oflags", "")),
-    "bitfinex": ("cid", lambda r: r["flags"] & 4096, lambda r: not r.get("flags", 0) & 4096),
-    "mexc": ("newClientOrderId", lambda r: r["type"] == "LIMIT_MAKER", lambda r: r["type"] == "LIMIT"),
-    "bingx": (
-        "newClientOrderId",
-        lambda r: r["timeInForce"] == "PostOnly",
-        lambda r: r.get("timeInForce") != "PostOnly",
-    ),
-    "deribit": ("label", lambda r: r["post_only"] == "true", lambda r: "post_only" not in r),
-    "bitmex": (
-        "clOrdID",
-        lambda r: "ParticipateDoNotInitiate" in r["execInst"],
-        lambda r: "ParticipateDoNotInitiate" not in r.get("execInst", ""),
-    ),
+    "binance": ("newClientOrderId", lambda r: r.get("type") == "LIMIT_MAKER"),
+    "okx": ("clOrdId", lambda r: r.get("ordType") == "post_only"),
+    "bybit": ("orderLinkId", lambda r: r.get("timeInForce") == "PostOnly"),
+    "bitget": ("clientOid", lambda r: r.get("force") == "post_only"),
+    "gate": ("text", lambda r: r.get("time_in_force") == "poc"),
+    "htx": ("client-order-id", lambda r: r.get("type") == "buy-limit-maker"),
+    "kucoin": ("clientOid", lambda r: r.get("postOnly") is True),
+    "kraken": ("cl_ord_id", lambda r: "post" in r.get("oflags", "").split(",")),
+    "bitfinex": ("cid", lambda r: bool(int(r.get("flags", 0)) & 4096)),
+    "mexc": ("newClientOrderId", lambda r: r.get("type") == "LIMIT_MAKER"),
+    "bingx": ("newClientOrderId", lambda r: r.get("timeInForce") == "PostOnly"),
+    "deribit": ("label", lambda r: r.get("post_only") == "true"),
+    "bitmex": ("clOrdID", lambda r: "ParticipateDoNotInitiate" in r.get("execInst", "")),
 }
 
 
@@ -125,7 +139,7 @@ def test_the_table_covers_every_exchange_the_manual_names():
 @pytest.mark.parametrize("exchange_id", sorted(EXPECTED))
 def test_ccxt_sends_our_client_id_and_post_only_as_the_table_says(exchange_id):
     dialect = dialect_for(exchange_id)
-    field, post_only_sent, post_only_absent = EXPECTED[exchange_id]
+    field, post_only_sent = EXPECTED[exchange_id]
     for side, level, sequence in (("buy", -3, 17), ("sell", 12, 9_999_999), ("buy", 0, 1)):
         client_id = client_id_for(dialect, side=side, level=level, sequence=sequence)
         assert dialect.valid_client_id(client_id)
@@ -138,7 +152,19 @@ def test_ccxt_sends_our_client_id_and_post_only_as_the_table_says(exchange_id):
         assert bool(post_only_sent(request)) is dialect.post_only
 
     plain = sent_request(exchange_id, {dialect.client_id_param: client_id})
-    assert post_only_absent(plain), f"{exchange_id} sent post-only without being asked: {plain}"
+    assert not post_only_sent(plain), f"{exchange_id} sent post-only without being asked: {plain}"
+
+
+@pytest.mark.parametrize("exchange_id", sorted(EXPECTED))
+def test_the_live_exchange_sends_our_id_and_post_only_as_the_table_says(exchange_id):
+    """The engine's own order path, not only the table: ccxt's `has['createPostOnlyOrder']` is unset
+    for htx, kraken, bingx, deribit and bitmex, and must not make the engine drop the flag."""
+    dialect = dialect_for(exchange_id)
+    field, post_only_sent = EXPECTED[exchange_id]
+    client_id = client_id_for(dialect, side="buy", level=-3, sequence=17)
+    request = sent_by_the_live_exchange(exchange_id, client_id)
+    assert str(request.get(field)) == dialect.client_id_echo_prefix + client_id, request
+    assert bool(post_only_sent(request)) is dialect.post_only, f"post-only not sent: {request}"
 
 
 def test_okx_ids_are_letters_and_digits_only():
@@ -161,8 +187,12 @@ def test_gate_echo_is_recognised_and_foreign_ids_are_not():
     client_id = client_id_for(gate, side="buy", level=-4, sequence=31)
     assert our_client_id(gate, "t-" + client_id) == client_id
     assert our_client_id(gate, "t-manual-order") is None
+    # An exchange that tags our ids some other way still gives them back.
+    binance, okx = dialect_for("binance"), dialect_for("okx")
+    assert our_client_id(binance, "t-qm-b-3-17") == "qm-b-3-17"
+    assert our_client_id(okx, "t-qmbn3x17") == "qmbn3x17"
+    assert our_client_id(okx, "xqmbn3x17") is None  # no separator: someone else's id
     assert our_client_id(gate, None) is None
-    binance = dialect_for("binance")
     assert our_client_id(binance, "x-TKT5PX2F1a2b3c4d5e6f") is None  # ccxt's own generated ids
     assert our_client_id(binance, "web_5f2a9c") is None  # placed by hand on the website
 

@@ -15,11 +15,12 @@ import yaml
 from aiohttp.test_utils import TestServer
 from engine_testkit import write_platform
 from quantmesh_engine.app import Engine
+from quantmesh_engine.strategy import Quote
 from quantmesh_engine.web import PROXY_SECRET_HEADER, build_app
 
 FAST_PAPER = {
     "paper": {"tick_seconds": 0.01, "volatility": 0.003, "seed": 7},
-    "grid": {"price_interval": 20, "order_quote_size": 100},
+    "grid": {"price_interval": 100, "order_quote_size": 100},  # 0.33 %: clears the 0.2 % round-trip fee
 }
 
 
@@ -215,5 +216,115 @@ def test_config_put_rejects_malformed_bodies(data_dir, body):
     async def scenario(session, base, engine):
         async with session.put(base + "/api/config", data=body, headers={"Content-Type": "application/json"}) as r:
             assert r.status == 400
+
+    serve(data_dir, scenario)
+
+
+def test_config_that_loses_money_or_orders_under_the_minimum_is_refused_with_the_numbers(data_dir):
+    async def scenario(session, base, engine):
+        thin = {"config": {**FAST_PAPER, "grid": {"price_interval": 50, "order_quote_size": 100}}}
+        async with session.put(base + "/api/config", json=thin) as response:
+            assert response.status == 400
+            error = (await response.json())["error"]
+        assert error["code"] == "invalid_config"
+        assert error["message"] == (
+            "grid.price_interval: 50 is 0.167% of the BTC/USDT price 30000; a round trip pays 0.200% in fees "
+            "(0.100% per order) and needs a 0.050% margin: use at least 75"
+        )
+        small = {"config": {**FAST_PAPER, "grid": {"price_interval": 100, "order_quote_size": 4}}}
+        async with session.put(base + "/api/config", json=small) as response:
+            assert response.status == 400
+            assert (await response.json())["error"]["message"] == (
+                "grid.order_quote_size: 4 USDT is below the exchange's minimum order for BTC/USDT of 5 USDT"
+            )
+        assert yaml.safe_load((data_dir / "config.yaml").read_text()) == FAST_PAPER  # nothing saved
+
+    serve(data_dir, scenario)
+
+
+def test_a_thin_grid_found_at_run_time_is_stated_in_healthz(data_dir):
+    async def scenario(session, base, engine):
+        await wait_for(lambda: engine.state == "error")
+        async with session.get(base + "/healthz") as response:
+            assert response.status == 503
+            body = await response.json()
+        assert body["error"].startswith("invalid config: grid.price_interval: 20 is 0.067% of the BTC/USDT price")
+        assert engine.store.open_orders("BTC/USDT") == []  # no order went out
+
+    serve(data_dir, scenario, config={**FAST_PAPER, "grid": {"price_interval": 20}})
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: (d / "prices.csv").symlink_to("/proc/sys/kernel/pid_max"), "'prices.csv' leads outside the data"),
+        (lambda d: (d / "prices.csv").write_text("price\n30000\nabc\n"), "prices.csv, line 3: 'abc' is not a price"),
+        (lambda d: (d / "prices.csv").write_bytes(b"\xff\xfe\x00garbage"), "prices.csv: not a text (CSV) file"),
+        (lambda d: None, "there is no file 'prices.csv' in the data directory"),
+    ],
+)
+def test_prices_csv_is_a_good_file_in_the_data_directory(data_dir, make, message):
+    make(data_dir)
+
+    async def scenario(session, base, engine):
+        config = {"config": {**FAST_PAPER, "paper": {**FAST_PAPER["paper"], "prices_csv": "prices.csv"}}}
+        async with session.put(base + "/api/config", json=config) as response:
+            assert response.status == 400
+            assert message in (await response.json())["error"]["message"]
+
+    serve(data_dir, scenario)
+
+
+def test_a_bad_prices_file_on_disk_is_an_error_state_and_later_saves_work(data_dir):
+    (data_dir / "prices.csv").write_text("price\n30000\n30100\nnot-a-price\n")
+
+    async def scenario(session, base, engine):
+        await wait_for(lambda: engine.state == "error")
+        assert "prices.csv, line 4: 'not-a-price' is not a price" in engine.error
+        for _ in range(2):
+            async with session.put(base + "/api/config", json={"config": FAST_PAPER}) as response:
+                assert response.status == 200, await response.text()
+        await wait_for(lambda: engine.state == "running")
+
+    serve(data_dir, scenario, config={**FAST_PAPER, "paper": {**FAST_PAPER["paper"], "prices_csv": "prices.csv"}})
+
+
+def test_risk_stops_are_cleared_by_the_customer(data_dir):
+    async def scenario(session, base, engine):
+        await wait_for(lambda: engine.traders and engine.traders[0].strategy is not None)
+        engine.store.set_state("risk:BTC/USDT", {"stop_loss": True, "rapid_decline": False, "decline_low": 0.0})
+        await engine.restart()  # as after a crash: the stored stop holds
+        await wait_for(lambda: engine.traders and engine.traders[0].view.state == "stop_loss")
+        async with session.get(base + "/healthz") as response:
+            assert "buying paused by risk control (stop_loss)" in (await response.json())["warnings"][0]
+        async with session.get(base + "/config") as response:
+            page = await response.text()
+        assert 'action="/risk/clear"' in page and "BTC/USDT: stop_loss" in page
+        async with session.post(base + "/api/risk/clear") as response:
+            assert response.status == 200
+            assert (await response.json())["cleared"] == ["stop_loss BTC/USDT"]
+        await wait_for(lambda: engine.traders[0].view.state == "ok")
+        async with session.post(base + "/risk/clear", allow_redirects=False) as response:
+            assert response.status == 303 and response.headers["Location"] == "/config"
+
+    serve(data_dir, scenario)
+
+
+def test_skipped_orders_are_counted_in_metrics_and_stated_in_healthz(data_dir):
+    async def scenario(session, base, engine):
+        await wait_for(lambda: engine.traders and engine.traders[0].strategy is not None)
+        trader = engine.traders[0]
+        trader.strategy.held[-50] = 0.00001  # a layer too small to sell (0.3 USDT)...
+        trader.strategy.desired = lambda price, **_: {("sell", -49): Quote("sell", -49, 29000.0, 0.00001)}
+        trader._top_level = None  # ...whose sell the grid wants now
+        await wait_for(lambda: trader.skipped > 0)
+        async with session.get(base + "/metrics") as response:
+            assert 'quantmesh_engine_orders_skipped_total{symbol="BTC/USDT"}' in await response.text()
+        async with session.get(base + "/healthz") as response:
+            warnings = (await response.json())["warnings"]
+        assert any(
+            "order(s) skipped; last: sell of 1e-05 at 29000" in w and "below the exchange's minimum" in w
+            for w in warnings
+        )
 
     serve(data_dir, scenario)

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 
+import pytest
 import yaml
 from aiohttp import web
 from engine_testkit import FIXTURES, free_port, start_engine, write_platform
@@ -26,7 +27,7 @@ def test_restart_loses_nothing(data_dir):
     write_platform(data_dir)
     fast = {
         "paper": {"tick_seconds": 0.005, "volatility": 0.004, "seed": 3},
-        "grid": {"price_interval": 30},
+        "grid": {"price_interval": 100},
         "cancel_orders_on_stop": False,
     }
     (data_dir / "config.yaml").write_text(yaml.safe_dump(fast))
@@ -169,3 +170,104 @@ def test_engine_never_imports_django():
         env={**os.environ, "DJANGO_SETTINGS_MODULE": ""},
     )
     assert result.stdout.strip() == "False"
+
+
+def test_a_temporary_exchange_error_keeps_the_traders(data_dir, monkeypatch):
+    """A network error mid-loop pauses and retries; it does not rebuild the traders (nor re-arm risk)."""
+    write_platform(data_dir)
+    (data_dir / "config.yaml").write_text(
+        yaml.safe_dump({"paper": {"tick_seconds": 0.005, "volatility": 0.004}, "grid": {"price_interval": 100}})
+    )
+    monkeypatch.setattr("quantmesh_engine.app.BACKOFF_START", 0.05)
+    from quantmesh_engine.exchanges.base import ExchangeError
+
+    async def main():
+        engine = Engine(data_dir)
+        engine.start()
+        while not engine.traders or engine.traders[0].price is None:
+            await asyncio.sleep(0.01)
+        trader, exchange = engine.traders[0], engine.exchange
+        real = exchange.fetch_price
+        failures = iter([True, True])
+
+        async def flaky(symbol):
+            if next(failures, False):
+                raise ExchangeError("NetworkError: connection reset")
+            return await real(symbol)
+
+        exchange.fetch_price = flaky
+        while engine.state != "error":
+            await asyncio.sleep(0.005)
+        assert "exchange error, retrying" in engine.error
+        while engine.state != "running":
+            await asyncio.sleep(0.01)
+        kept = engine.traders == [trader] and engine.exchange is exchange
+        await engine.shutdown()
+        return kept
+
+    assert asyncio.run(main())
+
+
+def test_paper_balances_come_from_the_fills_after_kill_9(data_dir):
+    """SIGKILL at a random moment: the restarted paper account equals its initial funds plus every fill."""
+    write_platform(data_dir)
+    (data_dir / "config.yaml").write_text(
+        yaml.safe_dump(
+            {"paper": {"tick_seconds": 0.002, "volatility": 0.004, "seed": 9}, "grid": {"price_interval": 100}}
+        )
+    )
+    process = start_engine(data_dir, free_port())
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            if (data_dir / "engine.db").exists():
+                store = Store(data_dir / "engine.db")
+                fills = store.position("BTC/USDT").fills
+                store.close()
+                if fills >= 8:
+                    break
+        time.sleep(0.37)  # somewhere between two of the old 5 s snapshots
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+    async def restored():
+        engine = Engine(data_dir)
+        engine.config = engine.load_config()
+        await engine._connect()
+        funds = engine.exchange.funds
+        store = engine.store
+        await engine._drop_exchange()
+        return funds, store
+
+    funds, store = asyncio.run(restored())
+    bought = store.db.execute(
+        "SELECT COALESCE(SUM(CASE side WHEN 'buy' THEN amount ELSE -amount END), 0), "
+        "COALESCE(SUM(CASE side WHEN 'buy' THEN -price * amount ELSE price * amount END) - SUM(fee), 0) FROM fills"
+    ).fetchone()
+    assert store.position("BTC/USDT").fills >= 8
+    assert funds["BTC"] == pytest.approx(bought[0], abs=1e-9)
+    assert funds["USDT"] == pytest.approx(10_000 + bought[1], abs=1e-6)
+    store.close()
+
+
+def test_a_csv_replay_resumes_where_it_was(data_dir):
+    write_platform(data_dir)
+    (data_dir / "prices.csv").write_text("price\n" + "\n".join(str(30000 + i) for i in range(1000)) + "\n")
+    (data_dir / "config.yaml").write_text(
+        yaml.safe_dump({"paper": {"tick_seconds": 0.005, "prices_csv": "prices.csv"}, "grid": {"price_interval": 100}})
+    )
+
+    async def run(ticks: int) -> float:
+        engine = Engine(data_dir)
+        engine.start()
+        while not engine.traders or engine.exchange.feeds["BTC/USDT"].index < ticks:
+            await asyncio.sleep(0.005)
+        price = engine.traders[0].price
+        await engine.shutdown()
+        return price
+
+    first = asyncio.run(run(50))
+    second = asyncio.run(run(1))
+    assert second > first  # the replay went on from where it stopped, not from its first line

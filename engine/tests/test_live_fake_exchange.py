@@ -150,7 +150,7 @@ def assert_books_match_the_exchange(engine: LiveEngine, *, settle_seconds: float
             break
         time.sleep(0.2)
     booked, traded = booked_and_traded(engine)
-    assert traded, "the scenario made no trade on the exchange: it proves nothing"
+    assert traded, f"the scenario made no trade on the exchange: it proves nothing\n{engine.log()}"
     lost, extra = traded - booked, booked - traded
     assert not lost and not extra, (
         f"fills lost (on the exchange, not booked): {dict(lost)}; "
@@ -257,8 +257,8 @@ def test_an_order_whose_reply_was_lost_is_recovered(live, fake, exchange_id):
     same level twice."""
     fake.ledger.scenarios.drop_replies = 1
     engine = live(exchange_id)
-    engine.start()
-    wait_for(lambda: fake.ledger.scenarios.drop_replies == 0, 15, "the first order placement", engine)
+    engine.start(wait=False)  # the fill must come before the engine's retry (1 s back-off)
+    wait_for(lambda: fake.ledger.scenarios.drop_replies == 0, 30, "the first order placement", engine)
     with fake.ledger.lock:
         lost = max(fake.ledger.orders.values(), key=lambda o: int(o.id))
     fake.ledger.fill_resting(lost.id)
@@ -337,6 +337,7 @@ def test_client_ids_the_exchange_rewrites_are_still_recognised(live, fake, excha
     assert_books_match_the_exchange(engine)
 
 
+@pytest.mark.timeout(600)
 def test_soak_fifty_sigkills(live, fake):
     """50 runs on a seeded random walk, each ended by SIGKILL at a seeded random moment; then one
     last run settles. The books must equal the exchange's: no lost fill, no trade id twice, the
@@ -350,13 +351,17 @@ def test_soak_fifty_sigkills(live, fake):
     fake.play_price_path(walk, 0.1, repeat=True)
     started = time.monotonic()
     for _ in range(50):
-        engine.start(wait=False)
-        time.sleep(rng.uniform(0.3, 3.0))  # killed anywhere: importing, connecting, placing, booking
+        if rng.random() < 0.2:  # killed while starting: importing, loading markets, reconciling
+            engine.start(wait=False)
+            time.sleep(rng.uniform(0.2, 2.0))
+        else:  # killed while trading: placing, canceling, booking
+            engine.start()
+            time.sleep(rng.uniform(0.05, 2.0))
         engine.kill()
     fake.stop_price_path()
     soak_seconds = time.monotonic() - started
     engine.start()
     time.sleep(3)
     print(f"soak: 50 SIGKILL runs in {soak_seconds:.0f} s, {len(fake.ledger.trades)} exchange trades")
-    assert soak_seconds < 240
+    assert soak_seconds < 420  # ~150 s on an idle machine; each start imports ccxt and loads markets
     assert_books_match_the_exchange(engine, settle_seconds=15)

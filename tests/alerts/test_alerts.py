@@ -66,7 +66,7 @@ def test_watch_alerts_on_risk_control_and_resources_near_the_limit(
     host, port = runtime.endpoint(instance_id)
     config = {
         "paper": {"tick_seconds": 0.01, "volatility": 0.003, "seed": 7},
-        "grid": {"price_interval": 20, "order_quote_size": 100},
+        "grid": {"price_interval": 100, "order_quote_size": 100},
         "risk": {"max_position_quote": 1},
     }
     request = urllib.request.Request(  # noqa: S310 (loopback)

@@ -31,7 +31,7 @@ pytestmark = committing_db
 
 FAST_PAPER = {
     "paper": {"tick_seconds": 0.01, "volatility": 0.003, "seed": 7},
-    "grid": {"price_interval": 20, "order_quote_size": 100},
+    "grid": {"price_interval": 100, "order_quote_size": 100},
 }
 SECRET = "sk-backup-test-9f8e7d6c5b4a"
 
@@ -109,7 +109,7 @@ def test_backup_then_change_then_restore_gives_the_exact_data_back(create_instan
         runtime,
         "PUT",
         "/api/config",
-        {"config": {**FAST_PAPER, "grid": {"price_interval": 35, "order_quote_size": 50}}},
+        {"config": {**FAST_PAPER, "grid": {"price_interval": 120, "order_quote_size": 50}}},
     )
     wait_for(lambda: _fills_now(instance_id, runtime) > len(saved_fills) + 3)
 

@@ -19,6 +19,10 @@ class OrderRejected(ExchangeError):
     """This order was refused (post-only would cross, insufficient balance...); others may go on."""
 
 
+class OrderNotFound(OrderRejected):
+    """The exchange has no such order (never placed, or gone from its history)."""
+
+
 @dataclass(frozen=True)
 class Market:
     symbol: str
@@ -39,9 +43,28 @@ class Order:
     amount: float
     level: int
     exchange_id: str | None = None
-    status: str = "open"  # open | filled | canceled | rejected
+    status: str = "open"  # pending (saved, being sent) | open | settling | filled | canceled | failed
     created_at: float = 0.0
     filled: float = 0.0
+    kind: str = "limit"  # limit | market
+
+
+@dataclass
+class OrderReport:
+    """What the exchange says became of one of our orders: the authority before we forget it."""
+
+    status: str  # open | closed | canceled | missing (the exchange has no such order)
+    filled: float  # base amount filled so far, by the exchange's count
+    fills: list[Fill]  # the trades it has shown for the order so far (may lag `filled`)
+    exchange_id: str | None = None
+
+
+@dataclass
+class FillBatch:
+    """Fills for our orders, and where the next look should start (the trade cursor, kept on disk)."""
+
+    fills: list[Fill]
+    cursor: int | None
 
 
 @dataclass(frozen=True)
@@ -72,7 +95,9 @@ def floor_to_step(value: float, step: float) -> float:
 
 class Exchange(ABC):
     name: str
-    supports_post_only = True
+    # True for an exchange inside this process (paper): a call cannot half-succeed, so the trader
+    # may write a whole quote's records in one transaction instead of one before each request.
+    in_process = False
 
     @abstractmethod
     async def connect(self, symbols: list[str]) -> None:
@@ -100,17 +125,35 @@ class Exchange(ABC):
     async def place_limit(self, order: Order, *, post_only: bool) -> Order: ...
 
     @abstractmethod
-    async def place_market(self, symbol: str, side: str, amount: float, client_id: str) -> list[Fill]: ...
+    async def place_market(self, order: Order) -> list[Fill]:
+        """Send a market order; returns the fills its reply shows with their real prices (maybe none
+        yet: the trader then asks `fetch_order` until the exchange tells)."""
 
     @abstractmethod
-    async def cancel(self, order: Order) -> None: ...
+    async def cancel(self, order: Order) -> None:
+        """Cancel; an order the exchange no longer has open is not an error (fetch_order says why)."""
 
     @abstractmethod
-    async def fetch_open_orders(self, symbol: str) -> list[Order]: ...
+    async def fetch_order(self, order: Order) -> OrderReport:
+        """The order's status and its trades, found by exchange id or else by our client id."""
 
     @abstractmethod
-    async def fetch_fills(self, symbol: str, open_orders: dict[str, Order]) -> list[Fill]:
-        """Fills since the last call, for our orders of `symbol`."""
+    async def fetch_open_orders(self, symbol: str) -> list[Order]:
+        """Open orders of `symbol` that carry our client ids (the customer's own orders are not ours)."""
+
+    @abstractmethod
+    async def fetch_fills(self, symbol: str, known: dict[str, Order], cursor: int | None) -> FillBatch:
+        """Trades of our orders of `symbol` from `cursor` on (repeats allowed: the store books each
+        trade id once). `known` maps exchange order ids to our orders; trades of other orders are
+        looked up and kept only when their client id is ours."""
+
+    def client_id(self, *, side: str, level: int, sequence: int) -> str:
+        """Our client order id, valid on this exchange: side, grid level and a sequence number."""
+        return f"qm-{side[0]}{level}-{sequence}"
+
+    def fee_rate(self, symbol: str, *, maker: bool) -> float:
+        """The trading fee per side as a fraction (0.001 = 0.1 %)."""
+        return 0.0
 
     @abstractmethod
     async def balances(self) -> dict[str, float]: ...

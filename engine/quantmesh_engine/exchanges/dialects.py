@@ -117,22 +117,25 @@ def client_id_for(dialect: Dialect, *, side: str, level: int, sequence: int) -> 
     return client_id
 
 
+def _our_pattern(dialect: Dialect) -> str:
+    style = _style(dialect)
+    if style == "numeric":
+        return rf"{NUMERIC_ID_PREFIX}\d{{{NUMERIC_ID_DIGITS - len(NUMERIC_ID_PREFIX)}}}"
+    if style == "alphanumeric":
+        return rf"{ID_PREFIX}[bs][np]\d+x\d+"
+    return rf"{ID_PREFIX}-[bs]-?\d+-\d+"
+
+
 def our_client_id(dialect: Dialect, echoed: str | int | None) -> str | None:
-    """The id we sent, from the one the exchange reports (its echo prefix stripped), or None when
-    the order is not one of ours (placed by hand, or by another program on the same account)."""
+    """The id we sent, from the one the exchange reports, or None when the order is not one of ours
+    (placed by hand, or by another program on the same account). The dialect's echo prefix is
+    stripped; so is any other tag an exchange puts before our id after a separator (`t-`, `x-`...),
+    so that an exchange rewriting ids never makes the engine forget its orders and place them again."""
     if echoed is None:
         return None
     client_id = str(echoed)
     prefix = dialect.client_id_echo_prefix
     if prefix and client_id.startswith(prefix):
         client_id = client_id[len(prefix) :]
-    if not dialect.valid_client_id(client_id):
-        return None
-    style = _style(dialect)
-    if style == "numeric":
-        ours = len(client_id) == NUMERIC_ID_DIGITS and client_id.startswith(NUMERIC_ID_PREFIX)
-    elif style == "alphanumeric":
-        ours = re.fullmatch(rf"{ID_PREFIX}[bs][np]\d+x\d+", client_id) is not None
-    else:
-        ours = re.fullmatch(rf"{ID_PREFIX}-[bs]-?\d+-\d+", client_id) is not None
-    return client_id if ours else None
+    found = re.search(rf"(?:^|[^A-Za-z0-9])({_our_pattern(dialect)})$", client_id)
+    return found.group(1) if found else None

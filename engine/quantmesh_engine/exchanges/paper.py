@@ -3,19 +3,29 @@
 Prices follow a seeded random walk (or replay a CSV of prices); resting limit orders fill at
 their limit price when the price reaches them, fees are charged in the quote currency and
 balances are tracked. The simulated clock advances one tick per price fetch, so the same seed
-always gives the same prices, fills and PnL.
+always gives the same prices, fills and PnL. After a restart the balances are derived from the
+engine's stored paper fills (`restore`), so nothing drifts, however the process ended.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import heapq
 import math
 import random
+import uuid
+from collections import OrderedDict
 from itertools import count
 from pathlib import Path
 
-from .base import Exchange, Fill, Market, Order, OrderRejected
+from ..config import PaperConfig
+from .base import Exchange, Fill, FillBatch, Market, Order, OrderRejected, OrderReport
+
+# Every paper trade id starts with this: the paper account's balances are derived from these fills.
+TRADE_PREFIX = "paper:"
+CLOSED_ORDERS_KEPT = 10_000  # like a real exchange's order history, the paper one is finite
+PAPER_MIN_COST = 5.0  # the paper market's minimum order value, in quote
 
 
 class PriceFeed:
@@ -24,9 +34,10 @@ class PriceFeed:
         self.price = start_price
         self.volatility = volatility
         self.replay: list[float] | None = None
+        self.index = 0
         if csv_path is not None:
-            self.replay = _read_prices(csv_path)
-            self.index = 0
+            self.replay = read_prices(csv_path)
+            self.price = self.replay[0]
 
     def next(self) -> float:
         if self.replay is not None:
@@ -38,25 +49,40 @@ class PriceFeed:
         return self.price
 
 
-def _read_prices(path: Path) -> list[float]:
+class PriceFileError(ValueError):
+    """The replay file cannot be used; the message names the file, the line and the problem."""
+
+
+def read_prices(path: Path) -> list[float]:
+    """Prices from a CSV file: one row per tick, the price in the last column, an optional header."""
     prices = []
-    with open(path, newline="") as handle:
-        for row in csv.reader(handle):
-            if not row:
-                continue
-            cell = row[-1].strip()
-            try:
-                prices.append(float(cell))
-            except ValueError:
-                if prices:  # only a header line may be non-numeric
-                    raise ValueError(f"{path.name}: {cell!r} is not a price") from None
+    try:
+        with open(path, newline="") as handle:
+            for line, row in enumerate(csv.reader(handle), start=1):
+                if not row:
+                    continue
+                cell = row[-1].strip()
+                try:
+                    price = float(cell)
+                except ValueError:
+                    if prices or line > 1:  # only the first line may be a header
+                        raise PriceFileError(f"{path.name}, line {line}: {cell[:40]!r} is not a price") from None
+                    continue
+                if not math.isfinite(price) or price <= 0:
+                    raise PriceFileError(f"{path.name}, line {line}: a price must be a positive number, got {cell!r}")
+                prices.append(price)
+    except UnicodeDecodeError:
+        raise PriceFileError(f"{path.name}: not a text (CSV) file") from None
+    except csv.Error as error:
+        raise PriceFileError(f"{path.name}: not a valid CSV file ({error})") from None
     if not prices:
-        raise ValueError(f"{path.name}: no prices")
+        raise PriceFileError(f"{path.name}: no prices")
     return prices
 
 
 class PaperExchange(Exchange):
     name = "paper"
+    in_process = True
 
     def __init__(
         self,
@@ -73,7 +99,7 @@ class PaperExchange(Exchange):
     ):
         self.seed, self.start_price, self.volatility, self.csv_path = seed, start_price, volatility, csv_path
         self.tick_seconds = tick_seconds
-        self.fee_rate = fee_rate
+        self.fee = fee_rate
         self.initial = (initial_quote, initial_base)
         self.clock = start_time
         self.feeds: dict[str, PriceFeed] = {}
@@ -82,9 +108,25 @@ class PaperExchange(Exchange):
         # Resting orders per symbol: buys as a max-heap on price, sells as a min-heap.
         self.buys: dict[str, list] = {}
         self.sells: dict[str, list] = {}
-        self.orders: dict[str, Order] = {}
+        self.orders: dict[str, Order] = {}  # open, by client id
+        self.closed: OrderedDict[str, tuple[Order, list[Fill]]] = OrderedDict()
         self.pending_fills: dict[str, list[Fill]] = {}
         self.sequence = count(1)
+        self.run = uuid.uuid4().hex[:8]  # trade ids stay unique across restarts
+
+    @classmethod
+    def from_config(cls, paper: PaperConfig, *, start_time: float = 0.0, csv_path: Path | None = None):
+        return cls(
+            seed=paper.seed,
+            start_price=paper.start_price,
+            volatility=paper.volatility,
+            tick_seconds=paper.tick_seconds,
+            fee_rate=paper.fee_rate,
+            initial_quote=paper.initial_quote,
+            initial_base=paper.initial_base,
+            start_time=start_time,
+            csv_path=csv_path,
+        )
 
     async def connect(self, symbols: list[str]) -> None:
         for index, symbol in enumerate(symbols):
@@ -98,7 +140,7 @@ class PaperExchange(Exchange):
             )
             step = 10 ** math.floor(math.log10(start) - 4)
             self.markets[symbol] = Market(
-                symbol, base, quote, price_step=step, amount_step=1e-6, min_amount=1e-5, min_cost=5.0
+                symbol, base, quote, price_step=step, amount_step=1e-6, min_amount=1e-5, min_cost=PAPER_MIN_COST
             )
             self.funds.setdefault(quote, self.initial[0])
             self.funds.setdefault(base, self.initial[1])
@@ -107,13 +149,28 @@ class PaperExchange(Exchange):
     def market(self, symbol: str) -> Market:
         return self.markets[symbol]
 
-    def restore(self, price_by_symbol: dict[str, float], clock: float, funds: dict[str, float]) -> None:
-        """Continue a simulation after a restart from its last price, clock and balances."""
-        for symbol, price in price_by_symbol.items():
-            if symbol in self.feeds and self.feeds[symbol].replay is None:
-                self.feeds[symbol].price = price
+    def fee_rate(self, symbol: str, *, maker: bool) -> float:
+        return self.fee
+
+    def restore(self, *, prices: dict[str, float], replay: dict[str, int], clock: float, changes: dict[str, float]):
+        """Continue a simulation after a restart: the last price (or the replay's position) and clock,
+        and the initial balances changed by every paper fill booked so far."""
+        for symbol, feed in self.feeds.items():
+            if feed.replay is not None:
+                feed.index = replay.get(symbol, 0)
+            elif symbol in prices:
+                feed.price = prices[symbol]
         self.clock = max(self.clock, clock)
-        self.funds.update(funds)
+        for coin, change in changes.items():
+            self.funds[coin] = self.funds.get(coin, 0.0) + change
+
+    def state(self) -> dict:
+        """What `restore` needs besides the fills (saved by the engine every tick)."""
+        return {
+            "clock": self.clock,
+            "prices": {symbol: feed.price for symbol, feed in self.feeds.items()},
+            "replay": {symbol: feed.index for symbol, feed in self.feeds.items() if feed.replay is not None},
+        }
 
     async def fetch_price(self, symbol: str) -> tuple[float, float]:
         self.clock += self.tick_seconds
@@ -128,31 +185,41 @@ class PaperExchange(Exchange):
         while sells and sells[0][0] <= price:
             self._fill(heapq.heappop(sells)[2])
 
+    def _trade_id(self) -> str:
+        return f"{TRADE_PREFIX}{self.run}-{next(self.sequence)}"
+
+    def _close(self, order: Order, status: str, fills: list[Fill]) -> None:
+        order.status = status
+        self.orders.pop(order.client_id, None)
+        self.closed[order.client_id] = (order, fills)
+        if len(self.closed) > CLOSED_ORDERS_KEPT:
+            self.closed.popitem(last=False)
+
     def _fill(self, order: Order) -> None:
         if order.status != "open":
             return  # canceled after it was queued
         market = self.markets[order.symbol]
         cost = order.price * order.amount
-        fee = cost * self.fee_rate
+        fee = cost * self.fee
         if order.side == "buy":
             self.funds[market.base] += order.amount
             self.funds[market.quote] -= fee  # the cost was reserved when the order was placed
         else:
             self.funds[market.quote] += cost - fee
-        order.status = "filled"
-        self.pending_fills[order.symbol].append(
-            Fill(
-                order.client_id,
-                order.symbol,
-                order.side,
-                order.price,
-                order.amount,
-                fee,
-                market.quote,
-                self.clock,
-                f"p{next(self.sequence)}",
-            )
+        order.filled = order.amount
+        fill = Fill(
+            order.client_id,
+            order.symbol,
+            order.side,
+            order.price,
+            order.amount,
+            fee,
+            market.quote,
+            self.clock,
+            self._trade_id(),
         )
+        self._close(order, "filled", [fill])
+        self.pending_fills[order.symbol].append(fill)
 
     async def place_limit(self, order: Order, *, post_only: bool) -> Order:
         market = self.markets[order.symbol]
@@ -161,28 +228,28 @@ class PaperExchange(Exchange):
             (order.side == "buy" and order.price >= price) or (order.side == "sell" and order.price <= price)
         ):
             raise OrderRejected(f"post-only {order.side} at {order.price} would cross the price {price}")
+        live = dataclasses.replace(order, status="open", created_at=self.clock, filled=0.0)
         if order.side == "buy":
             cost = order.price * order.amount
-            if self.funds[market.quote] < cost * (1 + self.fee_rate):
+            if self.funds[market.quote] < cost * (1 + self.fee):
                 raise OrderRejected(f"insufficient {market.quote} for a buy of {cost:.2f}")
             self.funds[market.quote] -= cost
-            heapq.heappush(self.buys[order.symbol], (-order.price, next(self.sequence), order))
+            heapq.heappush(self.buys[order.symbol], (-order.price, next(self.sequence), live))
         else:
             if self.funds[market.base] + 1e-12 < order.amount:
                 raise OrderRejected(f"insufficient {market.base} for a sell of {order.amount}")
             self.funds[market.base] -= order.amount
-            heapq.heappush(self.sells[order.symbol], (order.price, next(self.sequence), order))
-        order.exchange_id = f"paper-{next(self.sequence)}"
-        order.status = "open"
+            heapq.heappush(self.sells[order.symbol], (order.price, next(self.sequence), live))
+        live.exchange_id = order.exchange_id = f"paper-{next(self.sequence)}"
         order.created_at = self.clock
-        self.orders[order.client_id] = order
+        self.orders[order.client_id] = live
         return order
 
-    async def place_market(self, symbol: str, side: str, amount: float, client_id: str) -> list[Fill]:
-        market = self.markets[symbol]
-        price = self.feeds[symbol].price
-        fee = price * amount * self.fee_rate
-        if side == "sell":
+    async def place_market(self, order: Order) -> list[Fill]:
+        market = self.markets[order.symbol]
+        price, amount = self.feeds[order.symbol].price, order.amount
+        fee = price * amount * self.fee
+        if order.side == "sell":
             if self.funds[market.base] + 1e-12 < amount:
                 raise OrderRejected(f"insufficient {market.base} for a market sell of {amount}")
             self.funds[market.base] -= amount
@@ -190,13 +257,18 @@ class PaperExchange(Exchange):
         else:
             self.funds[market.quote] -= price * amount + fee
             self.funds[market.base] += amount
-        return [Fill(client_id, symbol, side, price, amount, fee, market.quote, self.clock, f"p{next(self.sequence)}")]
+        order.exchange_id = f"paper-{next(self.sequence)}"
+        fill = Fill(
+            order.client_id, order.symbol, order.side, price, amount, fee, market.quote, self.clock, self._trade_id()
+        )
+        self._close(dataclasses.replace(order, filled=amount), "filled", [fill])
+        return [fill]
 
     async def cancel(self, order: Order) -> None:
-        live = self.orders.pop(order.client_id, None)
+        live = self.orders.get(order.client_id)
         if live is None or live.status != "open":
             return
-        live.status = "canceled"
+        self._close(live, "canceled", [])
         market = self.markets[live.symbol]
         # The heap entry stays and is skipped when reached; the reservation comes back now.
         if live.side == "buy":
@@ -204,28 +276,32 @@ class PaperExchange(Exchange):
         else:
             self.funds[market.base] += live.amount
 
-    async def fetch_open_orders(self, symbol: str) -> list[Order]:
-        return [o for o in self.orders.values() if o.symbol == symbol and o.status == "open"]
+    async def fetch_order(self, order: Order) -> OrderReport:
+        live = self.orders.get(order.client_id)
+        if live is not None:
+            return OrderReport("open", 0.0, [], live.exchange_id)
+        if order.client_id not in self.closed:
+            return OrderReport("missing", 0.0, [])
+        closed, fills = self.closed[order.client_id]
+        status = "closed" if closed.status == "filled" else "canceled"
+        return OrderReport(status, closed.filled, list(fills), closed.exchange_id)
 
-    async def fetch_fills(self, symbol: str, open_orders: dict[str, Order]) -> list[Fill]:
+    async def fetch_open_orders(self, symbol: str) -> list[Order]:
+        return [dataclasses.replace(o) for o in self.orders.values() if o.symbol == symbol]
+
+    async def fetch_fills(self, symbol: str, known: dict[str, Order], cursor: int | None) -> FillBatch:
         fills = self.pending_fills[symbol]
-        if not fills:
-            return fills
-        self.pending_fills[symbol] = []
-        for fill in fills:
-            self.orders.pop(fill.client_id, None)
-        return fills
+        if fills:
+            self.pending_fills[symbol] = []
+        return FillBatch(fills, None)
 
     async def balances(self) -> dict[str, float]:
         return dict(self.funds)
 
     def total_funds(self) -> dict[str, float]:
-        """Balances with every open order's reservation added back: what survives a restart
-        (orders do not; reconciliation re-places them)."""
+        """Balances with every open order's reservation added back (what the fills say one owns)."""
         totals = dict(self.funds)
         for order in self.orders.values():
-            if order.status != "open":
-                continue
             market = self.markets[order.symbol]
             if order.side == "buy":
                 totals[market.quote] += order.price * order.amount
