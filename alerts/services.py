@@ -54,15 +54,17 @@ def alert_settings_update(
 
 
 def alert_raise(*, user, kind: str, subject: str, message: str, instance=None) -> Alert | None:
-    """Alert `user` unless they opted out of `kind` or the same alert went out within the
-    de-duplication window. Delivery happens in a task once the caller's transaction commits."""
+    """Alert `user` unless they opted out of `kind` or the same alert (kind, instance, subject) went
+    out within the de-duplication window. Delivery happens in a task once the caller's transaction commits."""
     preferences = alert_settings_get(user=user)
     channels = preferences.channels()
     if not preferences.wants(kind) or not channels:
         return None
     since = timezone.now() - timedelta(seconds=settings.QM_ALERT_DEDUPE_SECONDS)
     with transaction.atomic():
-        if Alert.objects.filter(user=user, kind=kind, instance=instance, created_at__gte=since).exists():
+        if Alert.objects.filter(
+            user=user, kind=kind, instance=instance, subject=subject[:200], created_at__gte=since
+        ).exists():
             return None
         alert = Alert.objects.create(
             user=user, instance=instance, kind=kind, subject=subject[:200], message=message, channels=channels

@@ -83,10 +83,12 @@ def billing_event_record(*, user, kind: str, source: str, **detail) -> BillingEv
     return BillingEvent.objects.create(user=user, kind=kind, source=source, detail=detail)
 
 
-def entitlements_enforce(*, user, reason: str) -> None:
+def entitlements_enforce(*, user, reason: str, plan_changed: bool = False) -> None:
     """What the user may run changed: once it is committed, their instances and domains are brought
     within it (the instances app's one enforcement path listens)."""
-    transaction.on_commit(lambda: entitlements_changed.send(sender=Subscription, user=user, reason=reason))
+    transaction.on_commit(
+        lambda: entitlements_changed.send(sender=Subscription, user=user, reason=reason, plan_changed=plan_changed)
+    )
 
 
 def operator_alert(*, subject: str, message: str) -> None:
@@ -129,7 +131,7 @@ def subscription_grant_local(*, user, plan: Plan, interval: str = Subscription.I
         billing_event_record(
             user=user, kind=BillingEvent.Kind.SUBSCRIBED, source="user", plan=plan.code, interval=interval
         )
-        entitlements_enforce(user=user, reason="subscribed")
+        entitlements_enforce(user=user, reason="subscribed", plan_changed=True)
     return subscription
 
 
@@ -313,7 +315,7 @@ def _local_change_plan(*, user, plan: Plan, interval: str) -> Subscription:
         billing_event_record(
             user=user, kind=BillingEvent.Kind.PLAN_CHANGED, source="user", plan=plan.code, previous=previous
         )
-        entitlements_enforce(user=user, reason="plan changed")
+        entitlements_enforce(user=user, reason="plan changed", plan_changed=True)
     return subscription
 
 
@@ -389,7 +391,7 @@ def plan_for_price(price: dict) -> tuple[Plan | None, str]:
     return plan, interval
 
 
-def _unknown_price(*, user, row: Subscription | None, stripe_id: str, price: dict) -> Subscription | None:
+def _unknown_price(*, user, stripe_id: str, price: dict) -> Subscription | None:
     """Fail closed: a subscription on a price no plan sells grants nothing; staff are told."""
     operator_alert(
         subject="subscription on an unknown price",
@@ -442,7 +444,7 @@ def subscription_sync_from_stripe(*, stripe_subscription, source: str = "stripe"
         return Subscription.objects.filter(user=user).first()
     plan, interval = plan_for_price(price)
     if plan is None:
-        return _unknown_price(user=user, row=None, stripe_id=stripe_subscription.id, price=price)
+        return _unknown_price(user=user, stripe_id=stripe_subscription.id, price=price)
     period_end_ts = item.get("current_period_end") or data.get("current_period_end")
     period_end = datetime.fromtimestamp(period_end_ts, tz=UTC) if period_end_ts else None
     with transaction.atomic():
@@ -498,7 +500,9 @@ def subscription_sync_from_stripe(*, stripe_subscription, source: str = "stripe"
         if was_entitled and not entitled:
             billing_event_record(user=user, kind=BillingEvent.Kind.CANCELED, source=source)
         if before != (row.plan_id, row.interval, row.status):
-            entitlements_enforce(user=user, reason="plan canceled" if not entitled else "plan changed")
+            entitlements_enforce(
+                user=user, reason="plan canceled" if not entitled else "plan changed", plan_changed=before[0] != plan.pk
+            )
     return row
 
 

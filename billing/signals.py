@@ -2,8 +2,9 @@
 
 - `plan_change_check(user, plan)`: receivers return a list of problems ({"instance_id", "reason"})
   that keep the user's resources from fitting `plan`; any problem refuses the change.
-- `entitlements_changed(user, reason)`: what the user may run changed (a plan started, changed or
-  ended, from any source); receivers bring the user's resources within `entitlements_for(user)`.
+- `entitlements_changed(user, reason, plan_changed)`: what the user may run changed (a plan started,
+  changed or ended, from any source); receivers bring the user's resources within
+  `entitlements_for(user)` (with `plan_changed`, resources take the new plan's limits, up or down).
   Sent once the change is committed.
 - `payment_failed(user)`: a payment failed; the plan runs on for the grace period.
 - `customer_notice(user, subject, message)`: something about their billing the customer must

@@ -59,5 +59,5 @@ def instances_fitting_plan(sender, user, plan, **kwargs) -> list[dict]:
 
 
 @receiver(entitlements_changed)
-def instances_follow_entitlements(sender, user, reason: str = "plan changed", **kwargs) -> list[str]:
-    return services.instances_enforce_plan(owner=user, reason=reason)
+def instances_follow_entitlements(sender, user, reason: str, plan_changed: bool = False, **kwargs) -> list[str]:
+    return services.instances_enforce_plan(owner=user, reason=reason, follow_plan=plan_changed)

@@ -169,12 +169,13 @@ def _lock_owner(owner) -> None:
     get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
 
 
-def instances_enforce_plan(*, owner, reason: str) -> list[str]:
+def instances_enforce_plan(*, owner, reason: str, follow_plan: bool = False) -> list[str]:
     """The one path that brings an owner's instances and custom domains within their plan, after any
     change of what they may run (subscribe, upgrade, downgrade, cancel, unpaid, expiry, reconcile,
     whatever the source) and before every start or restart.
 
-    Instances follow the plan's limits; running instances beyond the plan's count stop, newest
+    Instances above the plan come down to it (with `follow_plan`, after the plan itself changed,
+    every instance takes the plan's limits, up or down); running instances beyond the plan's count stop, newest
     first (their data is kept), each with an audit event saying why (which alerts the customer);
     domains the plan no longer allows stop being routed, and are routed again when it does.
     Idempotent. Returns the ids of the instances it stopped."""
@@ -185,7 +186,8 @@ def instances_enforce_plan(*, owner, reason: str) -> list[str]:
         live = list(_live_instances(owner))
         if rights.plan is not None:
             for instance in live:
-                if instance.plan_id != rights.plan.pk:
+                above = instance.plan.tier > rights.plan.tier
+                if instance.plan_id != rights.plan.pk and (above or follow_plan):
                     instance_change_plan(instance=instance, plan=rights.plan)
         running = [i for i in live if i.desired_state == D.RUNNING]
         if rights.plan is None:

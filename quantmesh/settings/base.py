@@ -296,8 +296,28 @@ QM_REFERRAL_CREDIT_PERCENT = env.int("QM_REFERRAL_CREDIT_PERCENT", default=20)
 # mail provider's (anyone can have an address there).
 QM_REFERRAL_PUBLIC_EMAIL_DOMAINS = env.list(
     "QM_REFERRAL_PUBLIC_EMAIL_DOMAINS",
-    default="gmail.com,googlemail.com,outlook.com,hotmail.com,live.com,yahoo.com,icloud.com,me.com,aol.com,"
-    "proton.me,protonmail.com,gmx.com,gmx.de,yandex.ru,mail.ru,qq.com,163.com,126.com,foxmail.com,sina.com".split(","),
+    default=[
+        "gmail.com",
+        "googlemail.com",
+        "outlook.com",
+        "hotmail.com",
+        "live.com",
+        "yahoo.com",
+        "icloud.com",
+        "me.com",
+        "aol.com",
+        "proton.me",
+        "protonmail.com",
+        "gmx.com",
+        "gmx.de",
+        "yandex.ru",
+        "mail.ru",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "foxmail.com",
+        "sina.com",
+    ],
 )
 # The daily reconcile ends an entitlement whose paid period ended longer ago than this (Stripe's
 # renewal retries and late webhooks fit inside it).

@@ -5,6 +5,7 @@ a refunded referral; and tax, dunning, 3-D Secure, unknown customers, money."""
 from __future__ import annotations
 
 import io
+import secrets
 from datetime import timedelta
 
 import pytest
@@ -34,7 +35,7 @@ def _running(user, plan_code: str, count: int) -> list[Instance]:
     plan = Plan.objects.get(code=plan_code)
     made = []
     for n in range(count):
-        instance = _instance_row(user, plan, f"run{n}{user.pk}x", Instance.Status.RUNNING)
+        instance = _instance_row(user, plan, f"r{n}{secrets.token_hex(2)}", Instance.Status.RUNNING)
         instance.proxy_secret_encrypted = encrypt("proxy-secret")
         instance.desired_state = Instance.Desired.RUNNING
         instance.created_at = timezone.now() - timedelta(minutes=10 - n)
