@@ -3,12 +3,13 @@
 What ccxt does with our request was checked against the installed ccxt (tests/test_dialects.py
 builds the request unmodified ccxt sends for a post-only limit order with our client id, for every
 exchange here); the limits are the exchanges' documented ones, tightened where they differ by
-product (our ids are short, so a tight limit costs nothing):
+product, and kept conservative where the documentation is vague (our ids are at most ~17 characters,
+so a tight limit costs nothing):
 
 - binance `newClientOrderId` ^[.A-Z:/a-z0-9_-]{1,36}$; post-only = type LIMIT_MAKER.
 - okx `clOrdId` 1-32 case-sensitive letters and digits only; post-only = ordType post_only.
 - bybit `orderLinkId` up to 36 letters, digits, `-`, `_`; post-only = timeInForce PostOnly.
-- bitget `clientOid` letters, digits, `_`, at most 32 (dashes were refused); post-only = force post_only.
+- bitget `clientOid` letters, digits and `_`, 1-32 characters; post-only = force post_only.
 - gate `text` must start with `t-` (ccxt adds it) and have at most 28 more characters of
   letters, digits, `_`, `-`, `.`; the exchange echoes `t-<our id>`; post-only = time_in_force poc.
 - htx `client-order-id` up to 64 characters; post-only = type buy-limit-maker / sell-limit-maker.

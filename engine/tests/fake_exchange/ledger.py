@@ -96,7 +96,6 @@ class Ledger:
         self.trades: list[FakeTrade] = []
         self._order_ids = itertools.count(1001)
         self._trade_ids = itertools.count(500001)
-        self.requests: list[tuple[str, str]] = []  # (method, path) of every request, for the tests
 
     # --- what the tests read ------------------------------------------------------------------
 

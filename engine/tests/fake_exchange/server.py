@@ -44,16 +44,14 @@ class FakeExchangeServer:
 
     def _app(self) -> web.Application:
         @web.middleware
-        async def record(request: web.Request, handler):
-            with self.ledger.lock:
-                self.ledger.requests.append((request.method, request.path))
+        async def record_unhandled(request: web.Request, handler):
             try:
                 return await handler(request)
             except web.HTTPNotFound:
                 self.unhandled.append(f"{request.method} {request.path_qs}")
                 raise
 
-        app = web.Application(middlewares=[record])
+        app = web.Application(middlewares=[record_unhandled])
         for api in self._apis:
             app.add_routes(api.routes())
         return app
