@@ -128,7 +128,7 @@ def instance_open(request, instance_id: str):
     instance = selectors.instance_get(owner=request.user, instance_id=instance_id)
     if instance is None:
         raise Http404
-    ticket = access.ticket_issue(instance=instance, user=request.user)
+    ticket = access.ticket_issue(instance=instance, user=request.user, session_key=request.session.session_key)
     return HttpResponseRedirect(f"{instance.url}/__quantmesh/login?ticket={ticket}")
 
 
