@@ -12,10 +12,13 @@ import csv
 import heapq
 import math
 import random
+import re
 from itertools import count
 from pathlib import Path
 
 from .base import Exchange, Fill, Market, Order, OrderRejected
+
+PAPER_MARKET = re.compile(r"[A-Z0-9]{1,16}/[A-Z0-9]{1,16}")
 
 
 class PriceFeed:
@@ -87,6 +90,11 @@ class PaperExchange(Exchange):
         self.sequence = count(1)
 
     async def connect(self, symbols: list[str]) -> None:
+        # The paper exchange lists every well-formed BASE/QUOTE pair as a market, and nothing else
+        # (a live exchange checks its own market list): no symbol with quotes or newlines trades.
+        missing = [s for s in symbols if not PAPER_MARKET.fullmatch(s)]
+        if missing:
+            raise OrderRejected(f"paper has no market {', '.join(map(repr, missing))}")
         for index, symbol in enumerate(symbols):
             base, quote = symbol.split("/")
             start = self.start_price if index == 0 else self.start_price / (10**index)
