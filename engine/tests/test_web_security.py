@@ -63,8 +63,8 @@ def test_the_config_form_needs_its_csrf_token(data_dir):
             base + "/config", data={**form, "csrf_token": token}, headers={"Sec-Fetch-Site": "cross-site"}
         ) as response:
             assert response.status == 403  # a real token from a cross-site page is still refused
-        async with session.post(base + "/config", data={**form, "csrf_token": token}, allow_redirects=False) as response:
-            assert response.status == 303
+        async with session.post(base + "/config", data={**form, "csrf_token": token}, allow_redirects=False) as saved:
+            assert saved.status == 303
         assert engine.load_config().symbols == ("ETH/USDT",)
 
     serve(data_dir, scenario)
