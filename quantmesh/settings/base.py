@@ -236,7 +236,16 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "quantmesh.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "quantmesh.api.throttles.PerUserRateThrottle",
+        "quantmesh.api.throttles.PerAddressAnonRateThrottle",
+    ],
 }
+# API rate limits (429 with Retry-After beyond them): per user, and per address for anonymous calls.
+QM_API_USER_RATE = env.str("QM_API_USER_RATE", default="600/minute")
+QM_API_ANON_RATE = env.str("QM_API_ANON_RATE", default="120/minute")
+# Live log streams one user may hold open at once (more are closed with code 4429).
+QM_LOGSTREAMS_PER_USER = env.int("QM_LOGSTREAMS_PER_USER", default=10)
 SPECTACULAR_SETTINGS = {
     "TITLE": "QuantMesh Cloud API",
     "DESCRIPTION": "Hosted grid market-making instances. Authenticate with `Authorization: Bearer <token>`.",
