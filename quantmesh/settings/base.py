@@ -349,6 +349,9 @@ QM_GRAFANA_DATASOURCE_TOKEN = env.str("QM_GRAFANA_DATASOURCE_TOKEN", default="")
 # Custom domains are verified against these DNS servers (default: the system's resolver).
 QM_DNS_NAMESERVERS = env.list("QM_DNS_NAMESERVERS", default=[])
 QM_DNS_PORT = env.int("QM_DNS_PORT", default=53)
+QM_DNS_TIMEOUT_SECONDS = env.float("QM_DNS_TIMEOUT_SECONDS", default=2)
+QM_DOMAINS_PER_INSTANCE = env.int("QM_DOMAINS_PER_INSTANCE", default=5)
+QM_DOMAIN_PENDING_HOURS = env.int("QM_DOMAIN_PENDING_HOURS", default=72)  # unverified names are released after
 QM_WS_HEARTBEAT_SECONDS = env.float("QM_WS_HEARTBEAT_SECONDS", default=20)
 
 CELERY_BEAT_SCHEDULE = {
