@@ -22,7 +22,7 @@ from aiohttp import web
 
 from .app import Engine
 from .config import ConfigError, parse_config, save_config
-from .secrets import FIELDS, ExchangeSecrets, mask, save_secrets
+from .secrets import FIELDS, ExchangeSecrets, mask
 
 PROXY_SECRET_HEADER = "X-QuantMesh-Proxy-Secret"  # noqa: S105 (a header name)
 ENGINE_KEY = web.AppKey("engine", Engine)
@@ -174,7 +174,7 @@ async def apply_config(engine: Engine, config_data, secrets_data) -> list[str]:
             raise ConfigError([f"secrets.api_key: {config.exchange.name} needs an API key and secret"])
     except ConfigError as error:
         return error.errors
-    save_secrets(engine.secrets_path, secrets)
+    engine.secret_store.save(secrets)
     save_config(engine.config_path, config)
     await engine.restart()
     return []
