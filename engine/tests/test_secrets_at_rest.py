@@ -26,7 +26,8 @@ def test_keys_entered_on_the_config_api_are_encrypted_on_the_volume(data_dir, tm
     keys.parent.mkdir()
     secrets_key = Fernet.generate_key().decode()
     keys.write_text(yaml.safe_dump({"proxy_secret": "run-key-proxy-secret", "secrets_key": secrets_key}))
-    (data_dir / "secrets.yaml").write_text(yaml.safe_dump({"api_key": "OLD-KEY-1234", "secret": "old-plaintext-secret"}))
+    old = {"api_key": "OLD-KEY-1234", "secret": "old-plaintext-secret"}  # left by an engine before run keys
+    (data_dir / "secrets.yaml").write_text(yaml.safe_dump(old))
 
     async def main():
         engine = Engine(data_dir, keys_file=keys)

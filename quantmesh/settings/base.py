@@ -314,6 +314,10 @@ QM_SWARM_VOLUME_DRIVER = env.str("QM_SWARM_VOLUME_DRIVER", default="local")
 QM_SWARM_VOLUME_OPTIONS = env.json("QM_SWARM_VOLUME_OPTIONS", default={})
 QM_SWARM_CONSTRAINTS = env.list("QM_SWARM_CONSTRAINTS", default=[])
 QM_PROCESS_ROOT = env.path("QM_PROCESS_ROOT", default=VAR_DIR / "instances")
+# Engines' run keys (proxy secret, the key of their secrets on the volume) live here, on the host's
+# tmpfs, never on a disk or volume (the docker backend bind-mounts each instance's directory).
+# Default: /dev/shm/quantmesh-keys-<uid> (instances/runtime/base.py).
+QM_RUN_KEYS_DIR = env.str("QM_RUN_KEYS_DIR", default="")
 QM_INSTANCE_URL_TEMPLATE = env.str(
     "QM_INSTANCE_URL_TEMPLATE",
     default="http://instance-{slug}.{domain}:8000" if DEBUG else "https://instance-{slug}.{domain}",
