@@ -106,6 +106,8 @@ def test_known_secrets_appear_nowhere(runtime, customer, customer_client, create
     from cryptography.fernet import Fernet
 
     from instances.services import instance_secrets_key
+    from tests.waiting import wait_for
 
-    sealed = runtime.read_file(instance_id, "secrets.enc")
+    # (on swarm the restarted task's container may be a moment away)
+    sealed = wait_for(lambda: runtime.read_file(instance_id, "secrets.enc"), 20, "the sealed secrets file", 0.2)
     assert SECRET.encode() in Fernet(instance_secrets_key(Instance.objects.get(pk=instance.pk))).decrypt(sealed)
