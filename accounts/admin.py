@@ -28,7 +28,7 @@ class UserAdmin(BaseUserAdmin):
     @admin.action(description=_("Lift login lock-out"))
     def unlock_login(self, request, queryset):
         for user in queryset:
-            throttling.unlock(email=user.email)
+            throttling.lift_locks(email=user.email)
         messages.success(request, _("Login lock-out lifted for %d account(s).") % queryset.count())
 
 

@@ -33,15 +33,16 @@ def token_authenticate(raw: str):
 
 
 def bearer_authenticate(raw: str, *, ip: str | None, request=None):
-    """token_authenticate behind the per-address guessing throttle, for HTTP and websockets alike:
-    Throttled while the address is blocked; each unknown token counts, and the one that reaches the
-    limit is audited once."""
-    wait = token_guessing_blocked(ip=ip)
-    if wait:
-        raise exceptions.Throttled(wait=wait, detail="Too many invalid tokens from your address.")
+    """token_authenticate behind the per-address guessing throttle, for HTTP, websockets, instance
+    hosts and forward-auth alike. Only unknown tokens count, and only they are refused once the
+    address reached the limit: a valid token always works, so customers behind one NAT address
+    cannot lock each other out. The failure that reaches the limit is audited once."""
     try:
         return token_authenticate(raw)
     except exceptions.AuthenticationFailed:
+        wait = token_guessing_blocked(ip=ip)
+        if wait:
+            raise exceptions.Throttled(wait=wait, detail="Too many invalid tokens from your address.") from None
         if record_token_failure(ip=ip):
             security_event_record(
                 kind=SecurityEvent.Kind.TOKEN_GUESSING, request=request, ip=ip, limit=settings.QM_TOKEN_GUESS_LIMIT

@@ -50,6 +50,16 @@ class User(AbstractBaseUser, PermissionsMixin):
     def __str__(self) -> str:
         return self.email
 
+    def save(self, *args, **kwargs):
+        # set_password() keeps the new password until the save; on an existing account that is a
+        # password change, from whichever path (console, reset link, admin, manage.py).
+        changed = self._password is not None and not self._state.adding
+        super().save(*args, **kwargs)
+        if changed:
+            from .signals import password_changed
+
+            password_changed.send(sender=type(self), user=self)
+
 
 class ApiToken(models.Model):
     """A bearer token. Only its SHA-256 is stored; the token itself is shown once at creation."""

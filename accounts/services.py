@@ -75,6 +75,25 @@ def api_token_revoke(*, token: ApiToken, request=None) -> ApiToken:
     return token
 
 
+def credentials_revoke_all(*, user: User, reason: str, request=None) -> int:
+    """A new password ends everything the old one opened: every API token (listed as revoked), every
+    console session and instance cookie (Django and the instance host check the session's password
+    hash, which no longer matches), and any login lock of the account. Returns the tokens revoked."""
+    with transaction.atomic():
+        live = ApiToken.objects.select_for_update().filter(user=user, revoked_at__isnull=True)
+        token_ids = list(live.values_list("pk", flat=True))
+        ApiToken.objects.filter(pk__in=token_ids).update(revoked_at=timezone.now())
+        security_event_record(
+            kind=SecurityEvent.Kind.PASSWORD_CHANGED,
+            user=user,
+            request=request,
+            reason=reason,
+            tokens_revoked=token_ids,
+        )
+    throttling.lift_locks(email=user.email)
+    return len(token_ids)
+
+
 def _blocked_error(blocked: throttling.LoginBlocked) -> ApiError:
     if blocked.reason == "locked":
         message = f"Too many failed logins for this account; try again in {blocked.retry_after} seconds."
@@ -90,10 +109,11 @@ def _blocked_error(blocked: throttling.LoginBlocked) -> ApiError:
 
 
 def login_failure_record(*, email: str, user: User | None, request, reason: str) -> None:
-    """Count a failure towards the lock and audit it (and the lock, when this one triggers it)."""
+    """Count a failure towards the lock (of this account, from this address) and audit it (and the
+    lock, when this one triggers it)."""
     kind = SecurityEvent.Kind.OTP_FAILED if reason == "otp_invalid" else SecurityEvent.Kind.LOGIN_FAILED
     security_event_record(kind=kind, user=user, email=email, request=request, reason=reason)
-    if throttling.record_login_failure(email=email):
+    if throttling.record_login_failure(ip=client_ip(request), email=email):
         security_event_record(kind=SecurityEvent.Kind.ACCOUNT_LOCKED, user=user, email=email, request=request)
 
 
@@ -143,7 +163,10 @@ def api_login(*, email: str, password: str, otp: str | None, request) -> tuple[A
                 message="The two-factor code is wrong, expired or already used.",
                 status_code=401,
             )
-    throttling.clear_login_failures(email=email)
+    if user_has_two_factor(user):
+        throttling.lift_locks(email=email)  # the second factor proves it is the owner
+    else:
+        throttling.clear_login_failures(ip=client_ip(request), email=email)
     token, raw = api_token_create(user=user, name="API login", request=request)
     security_event_record(kind=SecurityEvent.Kind.LOGIN_OK, user=user, request=request, via="api")
     return token, raw

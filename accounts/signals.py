@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from .models import SecurityEvent
+
+# Sent by User.save() when an existing account's password was changed (by any path).
+password_changed = Signal()
 
 
 @receiver(user_logged_in)
 def record_web_login(sender, request, user, **kwargs):
     from . import throttling
+    from .requests import client_ip
     from .services import security_event_record
 
-    throttling.clear_login_failures(email=user.email)
+    throttling.clear_login_failures(ip=client_ip(request), email=user.email)
     security_event_record(kind=SecurityEvent.Kind.LOGIN_OK, user=user, request=request, via="web")
 
 
@@ -23,3 +27,10 @@ def record_web_logout(sender, request, user, **kwargs):
 
     if user is not None:
         security_event_record(kind=SecurityEvent.Kind.LOGOUT, user=user, request=request, via="web")
+
+
+@receiver(password_changed)
+def end_everything_the_old_password_opened(sender, user, **kwargs):
+    from .services import credentials_revoke_all
+
+    credentials_revoke_all(user=user, reason="password_changed")

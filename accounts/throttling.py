@@ -1,9 +1,11 @@
-"""Login throttling shared by the API login and the web login, and bearer-token guessing.
+"""Login throttling shared by the API login, the web login and the admin login, and bearer-token guessing.
 
-Two fixed-window counters in the cache: every attempt per client IP, and failed attempts
-per e-mail address. Reaching the failure limit locks that address for QM_LOGIN_LOCK,
-whether or not an account exists for it, so the lock does not reveal which addresses are
-registered.
+Fixed-window counters in the cache: every attempt per client address, and failed attempts per
+address *and* account. Reaching the failure limit locks that account for that address only
+(QM_LOGIN_LOCK), whether or not an account exists for the e-mail, so the lock does not reveal
+which addresses are registered, and so nobody can lock a customer out from elsewhere. A password
+change or reset, or a login that passed the second factor, lifts every lock of the account (each
+lock is filed under the account's current generation, which those bump).
 """
 
 from __future__ import annotations
@@ -42,10 +44,17 @@ def _bump(key: str, timeout: int) -> int:
         return 1
 
 
+def _pair(ip: str | None, email: str) -> str:
+    """The account (at its current generation) as seen from one address."""
+    account = _email_key(email)
+    generation = cache.get(f"login:gen:{account}", 0)
+    return f"{account}:{generation}:{ip or '-'}"
+
+
 def check_login_allowed(*, ip: str | None, email: str) -> None:
-    """Count this attempt against the client's IP and refuse it if the IP or the address is blocked."""
-    lock_key = f"login:lock:{_email_key(email)}"
-    locked_until = cache.get(lock_key)
+    """Count this attempt against the client's address and refuse it if the address is over its
+    limit or this account is locked for this address."""
+    locked_until = cache.get(f"login:lock:{_pair(ip, email)}")
     if locked_until and locked_until > time.time():
         raise LoginBlocked("locked", int(locked_until - time.time() + 0.999))
     if ip:
@@ -55,33 +64,34 @@ def check_login_allowed(*, ip: str | None, email: str) -> None:
             raise LoginBlocked("ip", left)
 
 
-def record_login_failure(*, email: str) -> bool:
-    """Count a failed attempt for the address; returns True when this failure locked it."""
+def record_login_failure(*, ip: str | None, email: str) -> bool:
+    """Count a failed attempt for the account from this address; True when this one locked it."""
+    pair = _pair(ip, email)
     seconds = settings.QM_LOGIN_ACCOUNT_WINDOW.total_seconds()
     number, _ = _window(seconds)
-    failures = _bump(f"login:fail:{_email_key(email)}:{number}", int(seconds) + 1)
+    failures = _bump(f"login:fail:{pair}:{number}", int(seconds) + 1)
     if failures < settings.QM_LOGIN_ACCOUNT_FAILURES:
         return False
     lock = settings.QM_LOGIN_LOCK.total_seconds()
-    cache.set(f"login:lock:{_email_key(email)}", time.time() + lock, timeout=int(lock) + 1)
-    cache.delete(f"login:fail:{_email_key(email)}:{number}")
+    cache.set(f"login:lock:{pair}", time.time() + lock, timeout=int(lock) + 1)
+    cache.delete(f"login:fail:{pair}:{number}")
     return True
 
 
-def clear_login_failures(*, email: str) -> None:
+def clear_login_failures(*, ip: str | None, email: str) -> None:
     number, _ = _window(settings.QM_LOGIN_ACCOUNT_WINDOW.total_seconds())
-    cache.delete(f"login:fail:{_email_key(email)}:{number}")
+    cache.delete(f"login:fail:{_pair(ip, email)}:{number}")
 
 
-def unlock(*, email: str) -> None:
-    """Support staff lift a lock early (admin action)."""
-    cache.delete(f"login:lock:{_email_key(email)}")
-    clear_login_failures(email=email)
-
-
-def is_locked(*, email: str) -> bool:
-    locked_until = cache.get(f"login:lock:{_email_key(email)}")
-    return bool(locked_until and locked_until > time.time())
+def lift_locks(*, email: str) -> None:
+    """Every lock and failure count of the account, from every address, is forgotten (a password
+    reset, a second-factor login, or support staff)."""
+    key = f"login:gen:{_email_key(email)}"
+    cache.add(key, 0, timeout=None)
+    try:
+        cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, timeout=None)
 
 
 def token_guessing_blocked(*, ip: str | None) -> int:

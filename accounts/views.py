@@ -15,7 +15,7 @@ from django_otp import login as otp_login
 
 from quantmesh.api.errors import ApiError
 
-from . import selectors, services
+from . import selectors, services, throttling
 from .forms import CodeForm, DisableTwoFactorForm
 
 
@@ -36,6 +36,7 @@ def two_factor_verify(request):
         device = services.second_factor_verify(user=request.user, code=form.cleaned_data["code"], request=request)
         if device is not None:
             otp_login(request, device)
+            throttling.lift_locks(email=request.user.email)  # the second factor proves it is the owner
             return redirect(_safe_next(request))
         services.login_failure_record(
             email=request.user.email, user=request.user, request=request, reason="otp_invalid"

@@ -22,6 +22,7 @@ FORMAT = 1
 DATABASE = "engine.db"
 CONFIG = "config.yaml"
 SECRETS = "secrets.yaml"
+ENGINE_SECRETS = "secrets.enc"  # on the engine's volume: sealed with the instance's own secrets key
 ENCRYPTED_SUFFIX = ".enc"
 
 

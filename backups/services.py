@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
@@ -12,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from instances import engine_client
+from instances import services as instance_services
 from instances.events import instance_event_record
 from instances.locks import converge_lock
 from instances.models import Instance
@@ -45,11 +47,42 @@ def _collect(instance: Instance, backend) -> dict[str, bytes]:
             raise archive.BackupError("the instance has no engine database yet")
         database = archive.database_consolidated(stored, backend.read_file(instance_id, archive.DATABASE + "-wal"))
     files = {archive.DATABASE: database}
-    for name in (archive.CONFIG, archive.SECRETS):
-        content = backend.read_file(instance_id, name)
-        if content is not None:
-            files[name] = content
+    config = backend.read_file(instance_id, archive.CONFIG)
+    if config is not None:
+        files[archive.CONFIG] = config
+    # The engine keeps the exchange keys encrypted under the instance's secrets key (an engine that
+    # has not started since run keys came may still hold a plaintext secrets.yaml).
+    sealed = backend.read_file(instance_id, archive.ENGINE_SECRETS)
+    plain = backend.read_file(instance_id, archive.SECRETS)
+    if sealed:
+        files[archive.SECRETS] = Fernet(instance_services.instance_secrets_key(instance)).decrypt(sealed)
+    elif plain:
+        files[archive.SECRETS] = plain
     return files
+
+
+def engine_files(*, instance: Instance, files: dict[str, bytes]) -> dict[str, bytes]:
+    """A backup's files as the target engine keeps them: the exchange keys sealed with its own key."""
+    files = dict(files)
+    plain = files.pop(archive.SECRETS, None)
+    if plain is not None:
+        files[archive.ENGINE_SECRETS] = Fernet(instance_services.instance_secrets_key(instance)).encrypt(plain)
+    return files
+
+
+def backup_reencrypt(*, backup: Backup) -> None:
+    """The backup file again with its secrets under the first key of the portal's list (key rotation):
+    written under a new name first, then recorded, then the old file deleted (nothing is ever lost)."""
+    with _storage().open(backup.storage_key, "rb") as handle:
+        files, manifest = archive.read(handle.read(), expected_sha256=backup.sha256)
+    blob = archive.build(files, instance_id=manifest["instance_id"], created_at=manifest["created_at"])
+    old_key = backup.storage_key
+    new_key = _storage().save(old_key, ContentFile(blob))
+    Backup.objects.filter(pk=backup.pk).update(
+        storage_key=new_key, sha256=archive.checksum(blob), size_bytes=len(blob), manifest=archive.read(blob)[1]
+    )
+    if new_key != old_key:
+        _storage().delete(old_key)
 
 
 def backup_create(*, instance: Instance, kind: str) -> Backup:
@@ -131,8 +164,6 @@ def _restore_task(backup_pk: int, instance_id: str) -> None:
 
 def backup_restore_apply(*, backup_pk: int, instance_id: str) -> None:
     """The worker side of a restore: stop, write the files, start; idempotent (the same files again)."""
-    from instances import services as instance_services
-
     backup = Backup.objects.select_related("instance").get(pk=backup_pk)
     instance = Instance.objects.select_related("plan", "owner").get(instance_id=instance_id)
     files = backup_read(backup=backup)
@@ -144,6 +175,7 @@ def backup_restore_apply(*, backup_pk: int, instance_id: str) -> None:
         backend.create(instance_services.instance_spec(instance))  # a new target may still be provisioning
         backend.stop(instance_id, settings.QM_STOP_TIMEOUT_SECONDS)
         # An old write-ahead log would be replayed over the restored database: empty it.
+        files = engine_files(instance=instance, files=files)
         backend.write_files(instance_id, {**files, archive.DATABASE + "-wal": b"", archive.DATABASE + "-shm": b""})
         if not run_after:
             instance_services.instance_mark(instance, S.STOPPED, kind="restored", backup=backup.backup_id)

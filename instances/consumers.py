@@ -3,7 +3,8 @@
 Authentication: `Authorization: Bearer` (wscat -H), the `bearer` subprotocol carrying the token
 (browsers cannot set headers), or the console's session cookie from an allowed Origin. Unknown
 and foreign instances close alike (4404); an address guessing tokens is refused like on HTTP
-(4429 while blocked). Messages are JSON:
+(4429 while blocked), and so is a user who already holds QM_LOGSTREAMS_PER_USER open streams
+(4429). Messages are JSON:
   {"type": "logs", "seq": <first line's number>, "lines": [...]}   consecutive numbers per batch
   {"type": "gap", "from": a, "to": b}    lines a..b are gone (older than the buffer)
   {"type": "status", "status": ..., "kind": ...}   the instance stopped, restarted, was deleted...
@@ -22,6 +23,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 
@@ -70,12 +72,38 @@ def _session_user(scope):
     return user
 
 
+def _slot_ttl() -> int:
+    # A slot outlives a few missed heartbeats, so a process that died frees its viewers' slots.
+    return int(settings.QM_WS_HEARTBEAT_SECONDS * 3) + 5
+
+
+def stream_slot_claim(user_id: int, channel_name: str) -> str | None:
+    """One of the user's QM_LOGSTREAMS_PER_USER stream slots (an atomic add in the shared cache),
+    or None when all are taken."""
+    for slot in range(settings.QM_LOGSTREAMS_PER_USER):
+        key = f"logstream-slot:{user_id}:{slot}"
+        if cache.add(key, channel_name, timeout=_slot_ttl()):
+            return key
+    return None
+
+
+def stream_slot_renew(key: str, channel_name: str) -> None:
+    if cache.get(key) in (None, channel_name):
+        cache.set(key, channel_name, timeout=_slot_ttl())
+
+
+def stream_slot_release(key: str, channel_name: str) -> None:
+    if cache.get(key) == channel_name:
+        cache.delete(key)
+
+
 class LogStreamConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         self.instance_id = self.scope["url_route"]["kwargs"]["instance_id"]
         self.last_seq = 0
         self.groups_joined: list[str] = []
         self.heartbeat_task = None
+        self.slot = None
         # The heartbeat's repair and the channel layer's batches both send lines: one at a time.
         self.send_lock = asyncio.Lock()
         query = parse_qs(self.scope.get("query_string", b"").decode())
@@ -114,6 +142,10 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
         except ValueError:
             await self.close(code=CLOSE_BAD_REQUEST)
             return
+        self.slot = await sync_to_async(stream_slot_claim)(user.pk, self.channel_name)
+        if self.slot is None:
+            await self.close(code=CLOSE_RATE_LIMITED)
+            return
 
         for group in (logstream.logs_group(self.instance_id), instance_group(self.instance_id)):
             await self.channel_layer.group_add(group, self.channel_name)
@@ -132,6 +164,8 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         if self.heartbeat_task:
             self.heartbeat_task.cancel()
+        if self.slot:
+            await sync_to_async(stream_slot_release)(self.slot, self.channel_name)
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
         if self.groups_joined:
@@ -152,6 +186,7 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
         the group."""
         store = logstream.hub()
         await sync_to_async(store.viewer_touch)(self.instance_id, self.channel_name)
+        await sync_to_async(stream_slot_renew)(self.slot, self.channel_name)
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await sync_to_async(logstream.ensure_follower)(self.instance_id, asyncio.get_running_loop())

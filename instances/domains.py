@@ -1,8 +1,17 @@
-"""Custom domains: add one (it must CNAME to the instance host), verify it by DNS, remove it."""
+"""Custom domains: add one (it must CNAME to the instance host), verify it by DNS, remove it.
+
+DNS is never asked on a request's path or in the reconcile loop: adding a domain or asking for a
+new check enqueues `instances.tasks.domain_check` (one domain, a lookup of at most
+QM_DNS_TIMEOUT_SECONDS). Every QM_DOMAIN_RECHECK period each domain is checked again: a verified
+domain whose CNAME is gone is withdrawn (no longer routed), and a name still unverified
+QM_DOMAIN_PENDING_HOURS (72) after it was added is released, so nobody can squat it. An instance
+holds at most QM_DOMAINS_PER_INSTANCE domains.
+"""
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import dns.exception
 import dns.resolver
@@ -46,8 +55,19 @@ def domain_add(*, instance: Instance, domain: str, actor) -> CustomDomain:
         )
     try:
         with transaction.atomic():
+            Instance.objects.select_for_update().filter(pk=instance.pk).first()  # one add at a time per instance
+            held = CustomDomain.objects.filter(instance=instance).count()
+            if held >= settings.QM_DOMAINS_PER_INSTANCE:
+                raise ApiError(
+                    code="domain_limit",
+                    message=f"An instance can have {settings.QM_DOMAINS_PER_INSTANCE} custom domains; "
+                    "remove one first.",
+                    status_code=409,
+                    details={"limit": settings.QM_DOMAINS_PER_INSTANCE},
+                )
             custom = CustomDomain.objects.create(instance=instance, domain=domain)
             instance_event_record(instance=instance, kind="domain_added", actor=actor, domain=domain)
+            domain_check_enqueue(domain_id=custom.pk)
     except IntegrityError:
         raise ApiError(
             code="domain_taken", message=f"{domain} is already attached to an instance.", status_code=409
@@ -64,10 +84,13 @@ def _resolver() -> dns.resolver.Resolver:
     return resolver
 
 
+DNS_UNANSWERED = "DNS did not answer; try again in a few minutes"
+
+
 def _cname_problem(domain: str, target: str) -> str:
-    """Why `domain` does not point at `target` (empty: it does)."""
+    """Why `domain` does not point at `target` (empty: it does), within QM_DNS_TIMEOUT_SECONDS."""
     resolver = _resolver()
-    resolver.lifetime = 5
+    resolver.lifetime = resolver.timeout = settings.QM_DNS_TIMEOUT_SECONDS
     try:
         answer = resolver.resolve(domain, "CNAME")
     except dns.resolver.NXDOMAIN:
@@ -75,24 +98,37 @@ def _cname_problem(domain: str, target: str) -> str:
     except dns.resolver.NoAnswer:
         return f"{domain} has no CNAME record"
     except (dns.exception.Timeout, dns.resolver.NoNameservers):
-        return "DNS did not answer; try again in a few minutes"
+        return DNS_UNANSWERED
     found = [str(record.target).rstrip(".").lower() for record in answer]
     if target in found:
         return ""
     return f"{domain} points to {', '.join(found)}, not {target}"
 
 
+def domain_check_enqueue(*, domain_id: int) -> None:
+    """A DNS check of the domain by a worker, once the current transaction commits."""
+    from .tasks import domain_check as task
+
+    transaction.on_commit(lambda: task.delay(domain_id))
+
+
 def domain_verify(*, custom: CustomDomain, actor=None) -> CustomDomain:
-    """Look the CNAME up now; verified domains are routed (with TLS) from Traefik's next poll."""
+    """Look the CNAME up now (a task's work, never a request's): a pending domain whose CNAME is in
+    place is verified (Traefik routes it, with TLS, from its next poll); a verified one whose CNAME
+    is gone is withdrawn. A DNS server that does not answer changes nothing but the message."""
     problem = _cname_problem(custom.domain, cname_target(custom.instance))
     custom.last_checked_at = timezone.now()
     custom.last_error = problem[:255]
     newly = not problem and custom.verified_at is None
+    withdrawn = problem and problem != DNS_UNANSWERED and custom.verified_at is not None
     if newly:
         custom.verified_at = custom.last_checked_at
+    if withdrawn:
+        custom.verified_at = None
     custom.save(update_fields=["last_checked_at", "last_error", "verified_at"])
-    if newly:
-        instance_event_record(instance=custom.instance, kind="domain_verified", actor=actor, domain=custom.domain)
+    if newly or withdrawn:
+        kind = "domain_verified" if newly else "domain_withdrawn"
+        instance_event_record(instance=custom.instance, kind=kind, actor=actor, domain=custom.domain, reason=problem)
     return custom
 
 
@@ -102,12 +138,31 @@ def domain_remove(*, custom: CustomDomain, actor) -> None:
         custom.delete()
 
 
+def domain_check(*, domain_id: int) -> CustomDomain | None:
+    custom = CustomDomain.objects.select_related("instance").filter(pk=domain_id).first()
+    return domain_verify(custom=custom) if custom else None
+
+
 def domains_recheck() -> int:
-    """Periodic: verify pending domains (DNS changes take a while to show). Returns how many became verified."""
-    verified = 0
-    for custom in CustomDomain.objects.filter(verified_at__isnull=True).select_related("instance"):
-        verified += domain_verify(custom=custom).verified_at is not None
-    return verified
+    """Periodic: release names left unverified too long, and enqueue a check of every other domain
+    (pending ones may have become verified; verified ones may have lost their CNAME). Returns the
+    number of checks enqueued."""
+    expiry = timezone.now() - timedelta(hours=settings.QM_DOMAIN_PENDING_HOURS)
+    stale = CustomDomain.objects.filter(verified_at__isnull=True, created_at__lt=expiry).select_related("instance")
+    for custom in stale:
+        with transaction.atomic():
+            instance_event_record(
+                instance=custom.instance,
+                kind="domain_expired",
+                actor=None,
+                domain=custom.domain,
+                reason=custom.last_error,
+            )
+            custom.delete()
+    ids = list(CustomDomain.objects.values_list("pk", flat=True))
+    for domain_id in ids:
+        domain_check_enqueue(domain_id=domain_id)
+    return len(ids)
 
 
 def instance_for_domain(host: str) -> Instance | None:

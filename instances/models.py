@@ -36,6 +36,9 @@ class Instance(models.Model):
     engine_version = models.CharField(max_length=40, blank=True)
     # Fernet-encrypted secret the proxy sends to the engine (X-QuantMesh-Proxy-Secret).
     proxy_secret_encrypted = models.TextField()
+    # The Fernet key under which the engine keeps the exchange keys on its volume (handed to it at
+    # start outside the volume), itself encrypted under the portal's key list. Empty: made on demand.
+    secrets_key_encrypted = models.TextField(blank=True, default="")
     idempotency_key = models.CharField(max_length=128, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -14,7 +14,10 @@ import json
 import aiohttp
 from asgiref.sync import sync_to_async
 from django.http import HttpResponse, JsonResponse
+from rest_framework.exceptions import Throttled
 from yarl import URL
+
+from accounts.requests import client_ip, scope_client_ip
 
 from . import access
 from .engine_client import PROXY_SECRET_HEADER
@@ -61,6 +64,11 @@ async def _not_found(send):
     await _error(send, 404, "not_found", "No such instance.")
 
 
+def throttled_body(throttled: Throttled) -> dict:
+    details = {"retry_after": throttled.wait}
+    return {"error": {"code": "rate_limited", "message": str(throttled.detail), "details": details}}
+
+
 def request_target_path(scope) -> str | None:
     """The request's path when its target is origin-form (`/path`), else None: an absolute-form
     (`http://host/x`), authority-form or `@host:port/x` target must never reach the upstream URL."""
@@ -93,9 +101,17 @@ class InstanceRouter:
             return await _error(send, 400, "bad_request_target", "The request target must be a path (/...).")
         if scope["path"].startswith(PORTAL_PREFIX):
             return await self.django_app(scope, receive, send)
-        grant = await sync_to_async(access.authorize)(
-            slug=slug, authorization=_header(scope, b"authorization"), cookie_header=_header(scope, b"cookie")
-        )
+        try:
+            grant = await sync_to_async(access.authorize)(
+                slug=slug,
+                authorization=_header(scope, b"authorization"),
+                cookie_header=_header(scope, b"cookie"),
+                ip=scope_client_ip(scope),
+            )
+        except Throttled as throttled:
+            wait = str(int(throttled.wait or 1)).encode()
+            body = json.dumps(throttled_body(throttled)).encode()
+            return await _send_simple(send, 429, body, b"application/json", [(b"retry-after", wait)])
         if grant is None:
             return await _not_found(send)
         await self._forward(scope, receive, send, grant)
@@ -156,11 +172,16 @@ def forward_auth(request):
     """Traefik forwardAuth: 200 when the caller owns the instance, else 404. It never returns the
     engine secret (a client could read it); Traefik's per-instance route adds that header itself."""
     slug = access.slug_from_host(request.headers.get("X-Forwarded-Host", ""), custom_domains=True)
-    grant = slug and access.authorize(
-        slug=slug,
-        authorization=request.headers.get("Authorization", ""),
-        cookie_header=request.headers.get("Cookie", ""),
-    )
+    try:
+        grant = slug and access.authorize(
+            slug=slug,
+            authorization=request.headers.get("Authorization", ""),
+            cookie_header=request.headers.get("Cookie", ""),
+            ip=client_ip(request),
+        )
+    except Throttled as throttled:
+        wait = str(int(throttled.wait or 1))
+        return JsonResponse(throttled_body(throttled), status=429, headers={"Retry-After": wait})
     if not grant:
         return JsonResponse({"error": {"code": "not_found", "message": "No such instance.", "details": {}}}, status=404)
     response = HttpResponse(status=200)

@@ -336,14 +336,54 @@ def instance_delete(*, instance: Instance, actor=None) -> Instance:
 # --- the worker side ---------------------------------------------------------------------------
 
 
+def instance_secrets_key(instance: Instance) -> str:
+    """The Fernet key the engine keeps the exchange keys under on its volume (made once, kept
+    encrypted under the portal's key list)."""
+    if not instance.secrets_key_encrypted:
+        from cryptography.fernet import Fernet
+
+        instance.secrets_key_encrypted = encrypt(Fernet.generate_key().decode())
+        Instance.objects.filter(pk=instance.pk, secrets_key_encrypted="").update(
+            secrets_key_encrypted=instance.secrets_key_encrypted
+        )
+        instance.secrets_key_encrypted = Instance.objects.values_list("secrets_key_encrypted", flat=True).get(
+            pk=instance.pk
+        )  # a concurrent converge may have won: everyone uses the stored one
+    return decrypt(instance.secrets_key_encrypted)
+
+
+def instance_secrets_reencrypt() -> int:
+    """Key rotation: every instance's proxy secret and secrets key again under the first key of the
+    portal's list. Returns how many instances were rewritten."""
+    from quantmesh.crypto import reencrypt
+
+    count = 0
+    for instance in Instance.objects.only("pk", "proxy_secret_encrypted", "secrets_key_encrypted").iterator():
+        sealed = instance.secrets_key_encrypted
+        fields = {
+            "proxy_secret_encrypted": reencrypt(instance.proxy_secret_encrypted),
+            "secrets_key_encrypted": reencrypt(sealed) if sealed else "",
+        }
+        count += Instance.objects.filter(
+            pk=instance.pk,
+            proxy_secret_encrypted=instance.proxy_secret_encrypted,
+            secrets_key_encrypted=instance.secrets_key_encrypted,
+        ).update(**fields)
+    return count
+
+
 def instance_spec(instance: Instance) -> InstanceSpec:
     plan = instance.plan
     platform = {
         "instance_id": instance.instance_id,
         "owner": instance.owner_id,
         "max_trading_pairs": plan.max_trading_pairs,
-        "proxy_secret": decrypt(instance.proxy_secret_encrypted),
         "paper_only": entitlements_for(instance.owner).paper_only,
+    }
+    # Handed over outside the volume (tmpfs or Docker secret), never written onto it.
+    run_keys = {
+        "proxy_secret": decrypt(instance.proxy_secret_encrypted),
+        "secrets_key": instance_secrets_key(instance),
     }
     return InstanceSpec(
         instance_id=instance.instance_id,
@@ -353,6 +393,7 @@ def instance_spec(instance: Instance) -> InstanceSpec:
         memory_limit_mb=instance.memory_limit_mb,
         pids_limit=plan.pids_limit,
         files={"platform.yaml": yaml.safe_dump(platform).encode()},
+        run_keys=yaml.safe_dump(run_keys).encode(),
     )
 
 
@@ -439,6 +480,7 @@ def _converge_once(instance: Instance) -> None:
         elif instance.status == S.RESTARTING and observed.state == RuntimeState.RUNNING:
             backend.restart(instance.instance_id)
         elif observed.state != RuntimeState.RUNNING:
+            backend.create(instance_spec(instance))  # the run keys live on a tmpfs: a reboot loses them
             backend.start(instance.instance_id)
     except BackendError as error:  # e.g. the image is missing: no retry will fix that by itself
         healthy, problem = None, str(error)

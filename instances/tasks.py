@@ -39,6 +39,13 @@ def domains_recheck() -> int:
     return recheck()
 
 
+@shared_task(acks_late=True, autoretry_for=RETRIED, retry_backoff=2, max_retries=5)
+def domain_check(domain_id: int) -> None:
+    from .domains import domain_check as check
+
+    check(domain_id=domain_id)
+
+
 @shared_task
 def autoscale() -> int:
     from .autoscaling import autoscale_pass

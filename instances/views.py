@@ -75,9 +75,7 @@ def instance_domains(request, instance_id: str):
     action, name = request.POST.get("action"), request.POST.get("domain", "")
     try:
         if action == "add":
-            custom = domains.domain_verify(
-                custom=domains.domain_add(instance=instance, domain=name, actor=request.user)
-            )
+            custom = domains.domain_add(instance=instance, domain=name, actor=request.user)
         else:
             custom = instance.domains.filter(domain=name.strip().lower()).first()
             if custom is None:
@@ -86,17 +84,11 @@ def instance_domains(request, instance_id: str):
                 domains.domain_remove(custom=custom, actor=request.user)
                 messages.success(request, _("%(domain)s removed.") % {"domain": custom.domain})
                 return redirect("instance_detail", instance_id=instance_id)
-            custom = domains.domain_verify(custom=custom, actor=request.user)
-        if custom.verified_at:
-            messages.success(
-                request,
-                _("%(domain)s is verified and will be served with HTTPS within a minute.") % {"domain": custom.domain},
-            )
-        else:
-            messages.error(
-                request,
-                _("%(domain)s is not verified yet: %(error)s.") % {"domain": custom.domain, "error": custom.last_error},
-            )
+            domains.domain_check_enqueue(domain_id=custom.pk)
+        messages.success(
+            request,
+            _("%(domain)s: DNS is being checked; reload this page in a few seconds.") % {"domain": custom.domain},
+        )
     except ApiError as error:
         messages.error(request, str(error.detail))
     return redirect("instance_detail", instance_id=instance_id)
@@ -128,7 +120,7 @@ def instance_open(request, instance_id: str):
     instance = selectors.instance_get(owner=request.user, instance_id=instance_id)
     if instance is None:
         raise Http404
-    ticket = access.ticket_issue(instance=instance, user=request.user)
+    ticket = access.ticket_issue(instance=instance, user=request.user, session_key=request.session.session_key)
     return HttpResponseRedirect(f"{instance.url}/__quantmesh/login?ticket={ticket}")
 
 

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
-__all__ = ["InvalidToken", "decrypt", "encrypt", "reencrypt", "reset_keys"]
+__all__ = ["InvalidToken", "decrypt", "encrypt", "reencrypt"]
 
 
 def _key_file_key() -> str:
@@ -51,9 +53,10 @@ def _fernet() -> MultiFernet:
     return MultiFernet([Fernet(key) for key in keys])
 
 
-def reset_keys() -> None:
-    """Forget the loaded keys (after the settings changed)."""
-    _fernet.cache_clear()
+@receiver(setting_changed)
+def _forget_keys(*, setting: str, **kwargs) -> None:
+    if setting in {"QM_ENCRYPTION_KEYS", "QM_ENCRYPTION_KEY_FILE", "SECRET_KEY"}:
+        _fernet.cache_clear()
 
 
 def encrypt(plaintext: str) -> str:

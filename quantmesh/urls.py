@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from django_otp.admin import OTPAdminSite
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.forms import ThrottledAdminAuthenticationForm
 from alerts import views as alert_views
 from backups import views as backup_views
 from billing import views as billing_views
@@ -16,8 +17,9 @@ from quantmesh.outages import server_error_or_outage
 
 from . import grafana, metrics, views
 
-# Staff reach the admin only with a verified second factor.
+# Staff reach the admin only with a verified second factor, through the throttled login form.
 admin.site.__class__ = OTPAdminSite
+admin.site.login_form = ThrottledAdminAuthenticationForm
 admin.site.site_header = "QuantMesh Cloud support"
 admin.site.site_title = "QuantMesh Cloud support"
 

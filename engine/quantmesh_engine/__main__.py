@@ -29,13 +29,24 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="local development only: serve without platform.yaml's proxy secret",
     )
+    parser.add_argument(
+        "--keys-file",
+        type=Path,
+        default=None,
+        help="the run keys from the portal (a tmpfs file or Docker secret): proxy secret and secrets key",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = Engine(args.data_dir, config_path=args.config, insecure_no_proxy_secret=args.insecure_no_proxy_secret)
+    engine = Engine(
+        args.data_dir,
+        config_path=args.config,
+        insecure_no_proxy_secret=args.insecure_no_proxy_secret,
+        keys_file=args.keys_file,
+    )
     runner = web.AppRunner(build_app(engine), access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, args.host, args.port).start()

@@ -21,9 +21,9 @@ from .config import ConfigError, EngineConfig, load_config, money_problems
 from .exchanges.base import AuthError, Exchange, ExchangeError
 from .exchanges.paper import PAPER_MIN_COST, TRADE_PREFIX, PaperExchange, PriceFileError, read_prices
 from .logs import event
-from .platform import Platform, load_platform
+from .platform import Platform, load_platform, load_run_keys
 from .risk import DailyLoss
-from .secrets import ExchangeSecrets, load_secrets
+from .secrets import ExchangeSecrets, SecretStore
 from .store import Store
 from .trader import Trader
 
@@ -32,10 +32,18 @@ BACKOFF_START, BACKOFF_MAX = 1.0, 60.0
 
 
 class Engine:
-    def __init__(self, data_dir: Path, *, config_path: Path | None = None, insecure_no_proxy_secret: bool = False):
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        config_path: Path | None = None,
+        insecure_no_proxy_secret: bool = False,
+        keys_file: Path | None = None,
+    ):
         self.data_dir = data_dir
         self.config_path = config_path or data_dir / "config.yaml"
-        self.secrets_path = data_dir / "secrets.yaml"
+        self.run_keys = load_run_keys(keys_file)
+        self.secret_store = SecretStore(data_dir, self.run_keys.get("secrets_key"))
         self.platform: Platform | None = load_platform(data_dir / "platform.yaml")
         self.insecure = insecure_no_proxy_secret
         self.store = Store(data_dir / "engine.db")
@@ -60,10 +68,12 @@ class Engine:
 
     @property
     def proxy_secret(self) -> str | None:
+        if "proxy_secret" in self.run_keys:
+            return self.run_keys["proxy_secret"]
         return self.platform.proxy_secret if self.platform else None
 
     def secrets(self) -> ExchangeSecrets:
-        return load_secrets(self.secrets_path)
+        return self.secret_store.load()
 
     def load_config(self) -> EngineConfig:
         # The portal rewrites platform.yaml when the plan changes: read it with every config load.

@@ -32,3 +32,12 @@ def load_platform(path: Path) -> Platform | None:
         proxy_secret=str(data["proxy_secret"]) if data.get("proxy_secret") else None,
         paper_only=bool(data.get("paper_only", False)),
     )
+
+
+def load_run_keys(path: Path | None) -> dict[str, str]:
+    """The keys the portal hands over outside the volume (tmpfs or Docker secret): `proxy_secret`
+    and `secrets_key`. Empty without a keys file (local development)."""
+    if path is None:
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    return {name: str(data[name]) for name in ("proxy_secret", "secrets_key") if data.get(name)}

@@ -6,19 +6,23 @@ secret from platform.yaml in X-QuantMesh-Proxy-Secret.
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import hmac
 import html
 import io
 import json
+import time
 from datetime import UTC, datetime
+from secrets import token_hex
 
 import yaml
 from aiohttp import web
 
 from .app import Engine
 from .config import ConfigError, parse_config, save_config
-from .secrets import FIELDS, ExchangeSecrets, mask, save_secrets
+from .secrets import FIELDS, ExchangeSecrets, mask
 
 PROXY_SECRET_HEADER = "X-QuantMesh-Proxy-Secret"  # noqa: S105 (a header name)
 ENGINE_KEY = web.AppKey("engine", Engine)
@@ -35,6 +39,12 @@ TRADE_COLUMNS = [
     "client_order_id",
     "grid_level",
 ]
+
+
+def label_value(value) -> str:
+    """A Prometheus label value in the text format: backslash, double quote and newline escaped, so
+    no value can close its label set and start a series of its own."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def iso(ts: float | None) -> str | None:
@@ -186,7 +196,7 @@ async def apply_config(engine: Engine, config_data, secrets_data) -> list[str]:
             raise ConfigError([f"secrets.api_key: {config.exchange.name} needs an API key and secret"])
     except ConfigError as error:
         return error.errors
-    save_secrets(engine.secrets_path, secrets)
+    engine.secret_store.save(secrets)
     save_config(engine.config_path, config)
     await engine.restart()
     return []
@@ -312,7 +322,7 @@ async def metrics(request: web.Request) -> web.Response:
         lines.append(f"# HELP quantmesh_engine_{name} {help_text}")
         lines.append(f"# TYPE quantmesh_engine_{name} {kind}")
         for labels, value in samples:
-            label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+            label_text = ",".join(f'{k}="{label_value(v)}"' for k, v in labels.items())
             lines.append(
                 f"quantmesh_engine_{name}{{{label_text}}} {value}" if label_text else f"quantmesh_engine_{name} {value}"
             )
@@ -359,23 +369,71 @@ async def metrics(request: web.Request) -> web.Response:
 
 # --- pages ---------------------------------------------------------------------------------
 
+STYLE = """body{font-family:system-ui,sans-serif;margin:0;color:#111827;background:#f9fafb}
+header{background:#0f172a;color:#e5e7eb;padding:12px 20px} header a{color:#93c5fd;margin-left:16px}
+main{max-width:1000px;margin:0 auto;padding:20px} .card{background:#fff;border:1px solid #e5e7eb;border-radius:8px;
+padding:16px;margin-bottom:16px} table{width:100%;border-collapse:collapse} td,th{text-align:left;padding:4px 8px;
+border-bottom:1px solid #e5e7eb} .error{color:#b91c1c} .ok{color:#047857} label{display:block;margin-top:10px}
+input,select{padding:6px;width:100%;max-width:380px} button{margin-top:14px;padding:8px 16px;background:#1d4ed8;
+color:#fff;border:0;border-radius:6px}"""
 PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">{refresh}<title>{title} · QuantMesh engine</title>
-<style>body{{font-family:system-ui,sans-serif;margin:0;color:#111827;background:#f9fafb}}
-header{{background:#0f172a;color:#e5e7eb;padding:12px 20px}} header a{{color:#93c5fd;margin-left:16px}}
-main{{max-width:1000px;margin:0 auto;padding:20px}} .card{{background:#fff;border:1px solid #e5e7eb;border-radius:8px;
-padding:16px;margin-bottom:16px}} table{{width:100%;border-collapse:collapse}} td,th{{text-align:left;padding:4px 8px;
-border-bottom:1px solid #e5e7eb}} .error{{color:#b91c1c}} .ok{{color:#047857}} label{{display:block;margin-top:10px}}
-input,select{{padding:6px;width:100%;max-width:380px}} button{{margin-top:14px;padding:8px 16px;background:#1d4ed8;
-color:#fff;border:0;border-radius:6px}}</style></head>
+<style>{style}</style></head>
 <body><header><strong>QuantMesh engine</strong> {instance}
 <a href="/">Status</a><a href="/config">Configuration</a></header>
 <main>{body}</main></body></html>"""
+# The pages run no script and load nothing: only their own inline style (by its hash), forms to
+# themselves, never framed.
+CSP = "; ".join(
+    [
+        "default-src 'none'",
+        "style-src 'sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode() + "'",
+        "img-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+CSRF_FIELD = "csrf_token"
+CSRF_MAX_AGE = 3600
+LOCAL_CSRF_KEY = token_hex(32)  # an engine run without platform.yaml (local development)
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+def _csrf_mac(engine: Engine, issued: int) -> str:
+    key = (engine.proxy_secret or LOCAL_CSRF_KEY).encode()
+    return hmac.new(key, f"config-form:{issued}".encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_token(engine: Engine) -> str:
+    """A token for the config form: only a page served to the owner (through the portal) carries
+    one; another site can neither read nor make it. Valid for CSRF_MAX_AGE seconds."""
+    issued = int(time.time())
+    return f"{issued}.{_csrf_mac(engine, issued)}"
+
+
+def csrf_valid(engine: Engine, token: str) -> bool:
+    issued, _, mac = (token or "").partition(".")
+    if not issued.isdigit() or not 0 <= time.time() - int(issued) <= CSRF_MAX_AGE:
+        return False
+    return hmac.compare_digest(mac.encode(), _csrf_mac(engine, int(issued)).encode())
 
 
 def _page(engine: Engine, title: str, body: str, refresh: bool = False) -> web.Response:
     instance = html.escape(engine.platform.instance_id if engine.platform else "local")
     text = PAGE.format(
+        style=STYLE,
         title=html.escape(title),
         body=body,
         instance=instance,
@@ -439,6 +497,7 @@ def _config_form(engine: Engine, config: dict, secrets: dict, errors: list[str])
     return (
         (f'<div class="card error"><ul>{problems}</ul></div>' if problems else "")
         + '<form method="post" class="card"><h1>Configuration</h1>'
+        + f'<input type="hidden" name="{CSRF_FIELD}" value="{e(csrf_token(engine))}">'
         + field("exchange", "Exchange (paper, binance, okx, bybit, …)", exchange.get("name", "paper"))
         + '<label><input type="checkbox" name="testnet" value="1"'
         + (" checked" if exchange.get("testnet") else "")
@@ -497,6 +556,10 @@ def _number(raw: str):
 async def page_config_post(request: web.Request) -> web.Response:
     engine = request.app[ENGINE_KEY]
     form = await request.post()
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none") or not csrf_valid(
+        engine, str(form.get(CSRF_FIELD, ""))
+    ):
+        return error_response(403, "csrf_failed", "The form is stale or came from another site: reload the page.")
     current = _config_view(engine)["config"]
     config = {
         **current,
@@ -526,6 +589,7 @@ async def page_config_post(request: web.Request) -> web.Response:
 
 def build_app(engine: Engine) -> web.Application:
     app = web.Application(middlewares=[proxy_secret_required], client_max_size=256 * 1024)
+    app.on_response_prepare.append(security_headers)
     app[ENGINE_KEY] = engine
     app.router.add_get("/", page_status)
     app.router.add_get("/config", page_config)

@@ -18,7 +18,7 @@ from engine_testkit import FIXTURES, free_port, start_engine, write_platform
 from quantmesh_engine.app import Engine
 from quantmesh_engine.exchanges.base import AuthError
 from quantmesh_engine.exchanges.live import LiveExchange
-from quantmesh_engine.secrets import ExchangeSecrets, save_secrets
+from quantmesh_engine.secrets import ExchangeSecrets, SecretStore
 from quantmesh_engine.store import Store
 
 
@@ -115,7 +115,7 @@ def test_refused_api_key_is_reported_not_crashed():
 
 
 def test_secrets_never_reach_the_log(data_dir, capfd):
-    save_secrets(data_dir / "secrets.yaml", ExchangeSecrets("KEY-visible-9999", "TOPSECRET-abcdef"))
+    SecretStore(data_dir, None).save(ExchangeSecrets("KEY-visible-9999", "TOPSECRET-abcdef"))
     (data_dir / "config.yaml").write_text(yaml.safe_dump({"exchange": {"name": "kraken"}}))
     write_platform(data_dir)
     port = free_port()

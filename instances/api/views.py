@@ -187,19 +187,21 @@ class InstanceDomainListApi(APIView):
 
     @extend_schema(request=DomainInputSerializer, responses={201: DomainOutputSerializer}, operation_id="domains_add")
     def post(self, request, instance_id: str):
+        """Adds the domain (pending); a worker checks its CNAME right after, and again periodically."""
         instance = _get_instance(request, instance_id)  # another tenant's id: 404 before anything else
         data = DomainInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         custom = domains.domain_add(instance=instance, domain=data.validated_data["domain"], actor=request.user)
-        custom = domains.domain_verify(custom=custom, actor=request.user)  # often already in place
         return Response(DomainOutputSerializer(_domain_view(custom)).data, status=status.HTTP_201_CREATED)
 
 
 class InstanceDomainApi(APIView):
-    @extend_schema(request=None, responses=DomainOutputSerializer, operation_id="domains_verify")
+    @extend_schema(request=None, responses={202: DomainOutputSerializer}, operation_id="domains_verify")
     def post(self, request, instance_id: str, domain: str):
-        custom = domains.domain_verify(custom=_get_domain(request, instance_id, domain), actor=request.user)
-        return Response(DomainOutputSerializer(_domain_view(custom)).data)
+        """Asks for a new DNS check (done by a worker within seconds); answers the current state."""
+        custom = _get_domain(request, instance_id, domain)
+        domains.domain_check_enqueue(domain_id=custom.pk)
+        return Response(DomainOutputSerializer(_domain_view(custom)).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={204: None}, operation_id="domains_remove")
     def delete(self, request, instance_id: str, domain: str):

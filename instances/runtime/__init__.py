@@ -15,11 +15,11 @@ def get_backend() -> RuntimeBackend:
     if settings.QM_RUNTIME_BACKEND == "process":
         from .process import ProcessBackend
 
-        return ProcessBackend(root=settings.QM_PROCESS_ROOT)
+        return ProcessBackend(root=settings.QM_PROCESS_ROOT, keys_root=settings.QM_RUN_KEYS_DIR or None)
     if settings.QM_RUNTIME_BACKEND == "docker":
         from .docker import DockerBackend
 
-        return DockerBackend(network=settings.QM_DOCKER_NETWORK)
+        return DockerBackend(network=settings.QM_DOCKER_NETWORK, keys_root=settings.QM_RUN_KEYS_DIR or None)
     if settings.QM_RUNTIME_BACKEND == "swarm":
         from .swarm import SwarmBackend
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,49 @@ class InstanceSpec:
     pids_limit: int
     # Files written into the instance's data directory before it starts (platform.yaml): never env vars.
     files: dict[str, bytes] = field(default_factory=dict)
+    # The engine's run keys (proxy secret, the key of its secrets on the volume): handed over outside the
+    # volume, on a tmpfs (process, docker) or as a Docker secret (swarm), at RUN_KEYS_PATH in containers.
+    run_keys: bytes = b""
+
+
+RUN_KEYS_DIR = "/run/quantmesh"
+RUN_KEYS_PATH = f"{RUN_KEYS_DIR}/keys.yaml"
+
+
+def default_keys_root() -> Path:
+    """The host's tmpfs (/dev/shm), or the temporary directory where a system has none."""
+    import tempfile
+
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()  # noqa: S108
+    return Path(base) / f"quantmesh-keys-{os.getuid()}"
+
+
+def host_keys_dir(root, instance_id: str, mode: int = 0o700) -> Path:
+    """A per-instance directory for the run keys file under `root` on the host's tmpfs (root: 0700,
+    so nobody else on the host reaches it)."""
+    Path(root).mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(root, 0o700)
+    directory = Path(root) / instance_id
+    directory.mkdir(exist_ok=True, mode=mode)
+    os.chmod(directory, mode)
+    return directory
+
+
+def remove_keys_dir(root, instance_id: str) -> None:
+    import shutil
+
+    shutil.rmtree(Path(root) / instance_id, ignore_errors=True)
+
+
+def write_run_keys(directory: Path, content: bytes, mode: int = 0o600) -> Path:
+    path = directory / "keys.yaml"
+    tmp = directory / "keys.yaml.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return path
 
 
 class RuntimeState(StrEnum):

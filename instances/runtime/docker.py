@@ -21,11 +21,24 @@ from datetime import UTC, datetime, timedelta
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from .base import BackendError, InstanceSpec, RuntimeBackend, RuntimeState, RuntimeStats, RuntimeStatus
+from .base import (
+    RUN_KEYS_DIR,
+    RUN_KEYS_PATH,
+    BackendError,
+    InstanceSpec,
+    RuntimeBackend,
+    RuntimeState,
+    RuntimeStats,
+    RuntimeStatus,
+    default_keys_root,
+    host_keys_dir,
+    remove_keys_dir,
+    write_run_keys,
+)
 
 LABEL = "quantmesh.instance"
 ENGINE_UID = 10001
-SECRET_FILES = {"platform.yaml", "secrets.yaml"}
+SECRET_FILES = {"platform.yaml", "secrets.yaml", "secrets.enc"}
 ENGINE_PORT = 8080
 STATES = {
     "created": RuntimeState.CREATED,
@@ -90,10 +103,10 @@ def data_volume_name(instance_id: str) -> str:
     return f"qm-data-{instance_id}"
 
 
-def engine_command(*, host_network: bool, port: int) -> list[str]:
+def engine_command(*, host_network: bool, port: int, keys_file: str) -> list[str]:
     """The engine's arguments: on host networking it listens on loopback only."""
     listen = "127.0.0.1" if host_network else "0.0.0.0"  # noqa: S104 (its own network namespace)
-    return ["--data-dir", "/data", "--host", listen, "--port", str(port)]
+    return ["--data-dir", "/data", "--host", listen, "--port", str(port), "--keys-file", keys_file]
 
 
 def unit_labels(spec: InstanceSpec, port: int) -> dict[str, str]:
@@ -195,8 +208,9 @@ def container_stats(container, instance_id: str, sampler: CpuSampler) -> Runtime
 class DockerBackend(RuntimeBackend):
     name = "docker"
 
-    def __init__(self, *, network: str = "host", client=None, restart_retries: int = 3):
+    def __init__(self, *, network: str = "host", client=None, restart_retries: int = 3, keys_root=None):
         self.client = client or docker.from_env(timeout=30)
+        self.keys_root = keys_root or default_keys_root()
         self.network = network
         self.restart_retries = restart_retries
         self._cpu = CpuSampler()
@@ -216,7 +230,13 @@ class DockerBackend(RuntimeBackend):
 
     # --- lifecycle ------------------------------------------------------------------------
 
+    def _keys_dir(self, instance_id: str):
+        # 0711: the engine's user (another uid) opens the file through the bind mount; nobody lists it.
+        return host_keys_dir(self.keys_root, instance_id, mode=0o711)
+
     def create(self, spec: InstanceSpec) -> None:
+        # The run keys: on the host's tmpfs, bind-mounted read-only (never in the volume or an env var).
+        write_run_keys(self._keys_dir(spec.instance_id), spec.run_keys, mode=0o644)
         container = self._find(spec.instance_id)
         if container is None:
             container = self._create_container(spec)
@@ -236,7 +256,7 @@ class DockerBackend(RuntimeBackend):
         try:
             return self.client.containers.create(
                 spec.image,
-                command=engine_command(host_network=host_network, port=port),
+                command=engine_command(host_network=host_network, port=port, keys_file=RUN_KEYS_PATH),
                 name=self.container_name(spec.instance_id),
                 labels=unit_labels(spec, port),
                 nano_cpus=int(spec.cpu_limit * 1e9),
@@ -252,7 +272,10 @@ class DockerBackend(RuntimeBackend):
                 restart_policy={"Name": "on-failure", "MaximumRetryCount": self.restart_retries},
                 log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
                 network_mode=self.network,
-                volumes={self.volume_name(spec.instance_id): {"bind": "/data", "mode": "rw"}},
+                volumes={
+                    self.volume_name(spec.instance_id): {"bind": "/data", "mode": "rw"},
+                    str(self._keys_dir(spec.instance_id)): {"bind": RUN_KEYS_DIR, "mode": "ro"},
+                },
                 stop_signal="SIGTERM",
             )
         except ImageNotFound:
@@ -277,6 +300,7 @@ class DockerBackend(RuntimeBackend):
         container = self._find(instance_id)
         if container is not None:
             container.remove(force=True)
+        remove_keys_dir(self.keys_root, instance_id)
         if not keep_data:
             with contextlib.suppress(NotFound):
                 self.client.volumes.get(self.volume_name(instance_id)).remove(force=True)

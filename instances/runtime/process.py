@@ -26,10 +26,21 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .base import BackendError, InstanceSpec, RuntimeBackend, RuntimeState, RuntimeStats, RuntimeStatus
+from .base import (
+    BackendError,
+    InstanceSpec,
+    RuntimeBackend,
+    RuntimeState,
+    RuntimeStats,
+    RuntimeStatus,
+    default_keys_root,
+    host_keys_dir,
+    remove_keys_dir,
+    write_run_keys,
+)
 from .cgroups import Cgroup
 
-SECRET_FILES = {"platform.yaml", "secrets.yaml"}
+SECRET_FILES = {"platform.yaml", "secrets.yaml", "secrets.enc"}
 HEALTH_TIMEOUT = 1.0
 LOG_MAX_BYTES = 20 * 1024 * 1024  # the log is cut back to its last half beyond this
 PORTAL_ROOT = Path(__file__).resolve().parents[2]
@@ -44,8 +55,11 @@ def _free_port() -> int:
 class ProcessBackend(RuntimeBackend):
     name = "process"
 
-    def __init__(self, root: Path, python: str = sys.executable, use_cgroups: bool | None = None):
+    def __init__(
+        self, root: Path, python: str = sys.executable, use_cgroups: bool | None = None, keys_root: Path | None = None
+    ):
         self.root = Path(root)
+        self.keys_root = Path(keys_root or default_keys_root())
         self.root.mkdir(parents=True, exist_ok=True)
         self.python = python
         self.use_cgroups = Cgroup.available() if use_cgroups is None else use_cgroups
@@ -83,6 +97,8 @@ class ProcessBackend(RuntimeBackend):
         data.mkdir(parents=True, exist_ok=True)
         os.chmod(data, 0o700)
         self.write_files(spec.instance_id, spec.files)
+        if spec.run_keys:
+            write_run_keys(host_keys_dir(self.keys_root, spec.instance_id), spec.run_keys)
         state = self._state(spec.instance_id) or {"port": _free_port(), "created_at": time.time()}
         state.update(
             owner_id=spec.owner_id,
@@ -145,6 +161,9 @@ class ProcessBackend(RuntimeBackend):
             "--port",
             str(state["port"]),
         ]
+        keys = self.keys_root / instance_id / "keys.yaml"
+        if keys.exists():
+            command += ["--keys-file", str(keys)]
         cgroup = Cgroup(instance_id) if self.use_cgroups else None
         if cgroup:
             cgroup.create(
@@ -190,6 +209,7 @@ class ProcessBackend(RuntimeBackend):
         self.stop(instance_id, timeout=10)
         if self.use_cgroups:
             Cgroup(instance_id).remove()
+        remove_keys_dir(self.keys_root, instance_id)
         if keep_data:
             # Keep the data dir (backups, retention); forget the runtime unit.
             for name in ("state.json", "exit.json"):

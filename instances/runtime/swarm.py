@@ -45,6 +45,7 @@ from .docker import (
 )
 
 SERVICE_ID_LABEL = "com.docker.swarm.service.id"
+SWARM_KEYS_NAME = "quantmesh-keys"  # the run keys' Docker secret, at /run/secrets/<this> in the task
 FILES_LABEL = "quantmesh.files-for"
 NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs"}
 LIVE = {"starting", "running"}  # a container exists and runs ("starting": its health check has not passed yet)
@@ -180,7 +181,7 @@ class SwarmBackend(RuntimeBackend):
     def create(self, spec: InstanceSpec) -> None:
         if self._service(spec.instance_id) is None:
             self._ensure_volume(spec.instance_id)
-            self._create_service(spec)
+            self._create_service(spec, self._run_keys_secret(spec))
         self._put_files(spec.instance_id, spec.files)
 
     def _ensure_volume(self, instance_id: str) -> None:
@@ -205,7 +206,29 @@ class SwarmBackend(RuntimeBackend):
         # The data is on this node's disk: the instance stays on this node.
         return [f"node.id=={self.client.info()['Swarm']['NodeID']}", *self.constraints]
 
-    def _create_service(self, spec: InstanceSpec) -> None:
+    def _run_keys_secret(self, spec: InstanceSpec) -> docker.types.SecretReference:
+        """The run keys as a Docker secret (kept encrypted in the swarm's raft log, mounted on a tmpfs
+        in the task's container, readable by the engine's user only). Its content never changes for
+        an instance, so an existing one is reused."""
+        name = f"qm-keys-{spec.instance_id}"
+        found = self.client.secrets.list(filters={"name": name})
+        secret = next((s for s in found if s.name == name), None)
+        if secret is None:
+            try:
+                secret = self.client.secrets.create(name=name, data=spec.run_keys, labels={LABEL: spec.instance_id})
+            except APIError as error:
+                if error.status_code != 409:  # a concurrent create made it: use that one
+                    raise BackendError(f"swarm refused to store the run keys: {error.explanation}") from None
+                secret = next(s for s in self.client.secrets.list(filters={"name": name}) if s.name == name)
+        uid = str(ENGINE_UID)
+        return docker.types.SecretReference(secret.id, name, filename=SWARM_KEYS_NAME, uid=uid, gid=uid, mode=0o400)
+
+    def _remove_run_keys_secret(self, instance_id: str) -> None:
+        for secret in self.client.secrets.list(filters={"label": f"{LABEL}={instance_id}"}):
+            with contextlib.suppress(NotFound, APIError):
+                secret.remove()
+
+    def _create_service(self, spec: InstanceSpec, keys: docker.types.SecretReference) -> None:
         host_network = self.network == "host"
         port = free_port() if host_network else ENGINE_PORT
         memory = spec.memory_limit_mb * 1024 * 1024
@@ -228,7 +251,10 @@ class SwarmBackend(RuntimeBackend):
         try:
             self.client.services.create(
                 spec.image,
-                args=engine_command(host_network=host_network, port=port),
+                args=engine_command(
+                    host_network=host_network, port=port, keys_file=f"/run/secrets/{SWARM_KEYS_NAME}"
+                ),
+                secrets=[keys],
                 name=self.service_name(spec.instance_id),
                 labels=unit_labels(spec, port),
                 container_labels={"quantmesh.service-of": spec.instance_id, "quantmesh.owner": str(spec.owner_id)},
@@ -350,6 +376,7 @@ class SwarmBackend(RuntimeBackend):
             service.remove()
             # The agent removes the task containers a moment later; do it now, so the volume is free.
             self._remove_containers({"label": f"{SERVICE_ID_LABEL}={service_id}"})
+        self._remove_run_keys_secret(instance_id)
         if not keep_data:
             self._remove_volume(instance_id)
         self._cpu.forget(instance_id)

@@ -170,6 +170,8 @@ ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = env.str("ACCOUNT_EMAIL_VERIFICATION", default="mandatory")
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_LOGOUT_ON_GET = False
+# A password change ends every session, this one included (accounts.services.credentials_revoke_all).
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = True
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = env.str("ACCOUNT_DEFAULT_HTTP_PROTOCOL", default="http")
 
@@ -234,7 +236,16 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "quantmesh.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "quantmesh.api.throttles.PerUserRateThrottle",
+        "quantmesh.api.throttles.PerAddressAnonRateThrottle",
+    ],
 }
+# API rate limits (429 with Retry-After beyond them): per user, and per address for anonymous calls.
+QM_API_USER_RATE = env.str("QM_API_USER_RATE", default="600/minute")
+QM_API_ANON_RATE = env.str("QM_API_ANON_RATE", default="120/minute")
+# Live log streams one user may hold open at once (more are closed with code 4429).
+QM_LOGSTREAMS_PER_USER = env.int("QM_LOGSTREAMS_PER_USER", default=10)
 SPECTACULAR_SETTINGS = {
     "TITLE": "QuantMesh Cloud API",
     "DESCRIPTION": "Hosted grid market-making instances. Authenticate with `Authorization: Bearer <token>`.",
@@ -335,6 +346,10 @@ QM_SWARM_VOLUME_DRIVER = env.str("QM_SWARM_VOLUME_DRIVER", default="local")
 QM_SWARM_VOLUME_OPTIONS = env.json("QM_SWARM_VOLUME_OPTIONS", default={})
 QM_SWARM_CONSTRAINTS = env.list("QM_SWARM_CONSTRAINTS", default=[])
 QM_PROCESS_ROOT = env.path("QM_PROCESS_ROOT", default=VAR_DIR / "instances")
+# Engines' run keys (proxy secret, the key of their secrets on the volume) live here, on the host's
+# tmpfs, never on a disk or volume (the docker backend bind-mounts each instance's directory).
+# Default: /dev/shm/quantmesh-keys-<uid> (instances/runtime/base.py).
+QM_RUN_KEYS_DIR = env.str("QM_RUN_KEYS_DIR", default="")
 QM_INSTANCE_URL_TEMPLATE = env.str(
     "QM_INSTANCE_URL_TEMPLATE",
     default="http://instance-{slug}.{domain}:8000" if DEBUG else "https://instance-{slug}.{domain}",
@@ -370,6 +385,9 @@ QM_GRAFANA_DATASOURCE_TOKEN = env.str("QM_GRAFANA_DATASOURCE_TOKEN", default="")
 # Custom domains are verified against these DNS servers (default: the system's resolver).
 QM_DNS_NAMESERVERS = env.list("QM_DNS_NAMESERVERS", default=[])
 QM_DNS_PORT = env.int("QM_DNS_PORT", default=53)
+QM_DNS_TIMEOUT_SECONDS = env.float("QM_DNS_TIMEOUT_SECONDS", default=2)
+QM_DOMAINS_PER_INSTANCE = env.int("QM_DOMAINS_PER_INSTANCE", default=5)
+QM_DOMAIN_PENDING_HOURS = env.int("QM_DOMAIN_PENDING_HOURS", default=72)  # unverified names are released after
 QM_WS_HEARTBEAT_SECONDS = env.float("QM_WS_HEARTBEAT_SECONDS", default=20)
 
 CELERY_BEAT_SCHEDULE = {

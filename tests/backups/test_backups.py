@@ -11,6 +11,7 @@ import urllib.request
 from datetime import timedelta
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.utils import timezone
@@ -21,7 +22,7 @@ from backups.signals import backup_failed
 from billing.models import Plan
 from instances.engine_client import PROXY_SECRET_HEADER
 from instances.models import Instance
-from instances.services import instance_change_plan
+from instances.services import instance_change_plan, instance_secrets_key
 from quantmesh.crypto import decrypt
 from tests.db import committing_db
 from tests.instances.conftest import running_rows
@@ -122,8 +123,12 @@ def test_backup_then_change_then_restore_gives_the_exact_data_back(create_instan
     assert response.json()["instance_id"] == instance_id
     assert runtime.read_file(instance_id, "engine.db") == saved["engine.db"]
     assert runtime.read_file(instance_id, "config.yaml") == saved["config.yaml"]
-    assert runtime.read_file(instance_id, "secrets.yaml") == saved["secrets.yaml"]
-    assert Instance.objects.get(instance_id=instance_id).status == "stopped"
+    # The exchange keys come back sealed with the instance's own key (never plaintext on the volume).
+    assert runtime.read_file(instance_id, "secrets.yaml") is None
+    sealed = runtime.read_file(instance_id, "secrets.enc")
+    instance = Instance.objects.get(instance_id=instance_id)
+    assert Fernet(instance_secrets_key(instance)).decrypt(sealed) == saved["secrets.yaml"]
+    assert instance.status == "stopped"
 
     # Running: restore stops it, restores, starts it; the engine's trades begin with the backup's.
     assert customer_client.post(f"/api/saas/instances/{instance_id}/start").status_code == 200

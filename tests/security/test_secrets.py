@@ -1,4 +1,4 @@
-"""Exchange secrets never leave the engine's secrets file: after a customer stores known secrets and
+"""Exchange secrets never leave the engine's (encrypted) secrets file: after a customer stores known secrets and
 uses the instance (backup, restart, exports), no API answer, console page, log line, audit row,
 backup file, metrics page or `docker inspect` output contains them."""
 
@@ -102,5 +102,12 @@ def test_known_secrets_appear_nowhere(runtime, customer, customer_client, create
     )
     found["portal logs"] = _hits("\n".join(record.getMessage() for record in caplog.records))
     assert {where: hits for where, hits in found.items() if hits} == {}
-    # The secrets are there, where they belong: in the engine's 0600 secrets file.
-    assert SECRET.encode() in runtime.read_file(instance_id, "secrets.yaml")
+    # The secrets are there, where they belong: sealed in the engine's secrets file, under its own key.
+    from cryptography.fernet import Fernet
+
+    from instances.services import instance_secrets_key
+    from tests.waiting import wait_for
+
+    # (on swarm the restarted task's container may be a moment away)
+    sealed = wait_for(lambda: runtime.read_file(instance_id, "secrets.enc"), 20, "the sealed secrets file", 0.2)
+    assert SECRET.encode() in Fernet(instance_secrets_key(Instance.objects.get(pk=instance.pk))).decrypt(sealed)

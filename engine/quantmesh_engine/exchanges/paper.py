@@ -14,6 +14,7 @@ import dataclasses
 import heapq
 import math
 import random
+import re
 import uuid
 from collections import OrderedDict
 from itertools import count
@@ -26,6 +27,8 @@ from .base import Exchange, Fill, FillBatch, Market, Order, OrderRejected, Order
 TRADE_PREFIX = "paper:"
 CLOSED_ORDERS_KEPT = 10_000  # like a real exchange's order history, the paper one is finite
 PAPER_MIN_COST = 5.0  # the paper market's minimum order value, in quote
+
+PAPER_MARKET = re.compile(r"[A-Z0-9]{1,16}/[A-Z0-9]{1,16}")
 
 
 class PriceFeed:
@@ -129,6 +132,11 @@ class PaperExchange(Exchange):
         )
 
     async def connect(self, symbols: list[str]) -> None:
+        # The paper exchange lists every well-formed BASE/QUOTE pair as a market, and nothing else
+        # (a live exchange checks its own market list): no symbol with quotes or newlines trades.
+        missing = [s for s in symbols if not PAPER_MARKET.fullmatch(s)]
+        if missing:
+            raise OrderRejected(f"paper has no market {', '.join(map(repr, missing))}")
         for index, symbol in enumerate(symbols):
             base, quote = symbol.split("/")
             start = self.start_price if index == 0 else self.start_price / (10**index)
