@@ -19,6 +19,12 @@ INSTANCE_EVENTS = {
         "The engine keeps crashing ({reason}) and was left stopped. Check its logs and configuration, then start it.",
     ),
     "failed": (AlertKind.INSTANCE_DOWN, "{id} failed", "The instance failed: {reason}."),
+    "node_unreachable": (
+        AlertKind.INSTANCE_DOWN,
+        "{id}: {reason}",
+        "The server it runs on cannot be reached ({reason}). Nothing is deleted; it runs again when the server "
+        "is back.",
+    ),
     "unhealthy": (
         AlertKind.INSTANCE_UNHEALTHY,
         "{id} is unhealthy",
