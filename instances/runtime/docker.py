@@ -90,9 +90,9 @@ def data_volume_name(instance_id: str) -> str:
     return f"qm-data-{instance_id}"
 
 
-def engine_command(*, host_network: bool, port: int) -> list[str]:
-    """The engine's arguments: on host networking it listens on loopback only."""
-    listen = "127.0.0.1" if host_network else "0.0.0.0"  # noqa: S104 (its own network namespace)
+def engine_command(*, host_network: bool, port: int, listen: str = "127.0.0.1") -> list[str]:
+    """The engine's arguments: on host networking it listens on `listen` only (loopback by default)."""
+    listen = listen if host_network else "0.0.0.0"  # noqa: S104 (its own network namespace)
     return ["--data-dir", "/data", "--host", listen, "--port", str(port)]
 
 

@@ -30,6 +30,7 @@ import contextlib
 import copy
 import functools
 import io
+import random
 import tarfile
 import time
 from collections.abc import Iterator
@@ -62,6 +63,8 @@ SERVICE_ID_LABEL = "com.docker.swarm.service.id"
 FILES_LABEL = "quantmesh.files-for"
 NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs"}
 REGION_LABEL = "quantmesh.region"
+ADDRESS_LABEL = "quantmesh.address"
+NODE_PORTS = range(20000, 30000)  # engines' ports on a worker node (host networking)
 PIN = "node.id=="
 # Limits applied live to the running container; the task template follows at the next start.
 CPU_LABEL, MEMORY_LABEL = "quantmesh.cpu-limit", "quantmesh.memory-mb"
@@ -317,7 +320,7 @@ class SwarmBackend(RuntimeBackend):
 
     def _create_service(self, spec: InstanceSpec, node_id: str) -> None:
         host_network = self.network == "host"
-        port = free_port() if host_network else ENGINE_PORT
+        port, listen = self._node_port(node_id) if host_network else (ENGINE_PORT, "")
         memory = spec.memory_limit_mb * 1024 * 1024
         resources = docker.types.Resources(
             cpu_limit=int(spec.cpu_limit * 1e9),
@@ -338,7 +341,7 @@ class SwarmBackend(RuntimeBackend):
         try:
             self.client.services.create(
                 spec.image,
-                args=engine_command(host_network=host_network, port=port),
+                args=engine_command(host_network=host_network, port=port, listen=listen),
                 name=self.service_name(spec.instance_id),
                 labels={**unit_labels(spec, port), REGION_LABEL: spec.region},
                 container_labels={"quantmesh.service-of": spec.instance_id, "quantmesh.owner": str(spec.owner_id)},
@@ -361,6 +364,27 @@ class SwarmBackend(RuntimeBackend):
             if error.status_code == 409:  # a concurrent create won the name: use that service
                 return
             raise BackendError(f"swarm refused to create the service: {error.explanation}") from None
+
+    def _node_port(self, node_id: str) -> tuple[int, str]:
+        """Host networking: where the engine listens, on the node's swarm address (the private network
+        the nodes share; loopback on a one-node swarm), at a port no other instance on it uses. With
+        shared volumes the node is not known in advance: it listens on every address of its node."""
+        if node_id == self.own_node_id:
+            port = free_port()
+        else:
+            services = self.client.api.services(filters={"label": LABEL})
+            taken = {int(s["Spec"]["Labels"]["quantmesh.port"]) for s in services if pinned_node(s) == node_id}
+            # At random among the free ones: two creates at once rarely pick the same port.
+            port = random.choice([p for p in NODE_PORTS if p not in taken])  # noqa: S311
+        if self.volumes_shared:
+            return port, "0.0.0.0"  # noqa: S104 (nodes firewalled: deploy/SCALING.md)
+        return port, self._node_address(node_id)
+
+    def _node_address(self, node_id: str) -> str:
+        """The node's address on the nodes' private network: its `quantmesh.address` label, else the
+        address swarm saw it connect from."""
+        node = self.client.api.inspect_node(node_id)
+        return node["Spec"].get("Labels", {}).get(ADDRESS_LABEL) or node["Status"]["Addr"]
 
     def _put_files(self, instance_id: str, files: dict[str, bytes]) -> None:
         if not files:
@@ -606,17 +630,12 @@ class SwarmBackend(RuntimeBackend):
 
     def endpoint(self, instance_id: str) -> tuple[str, int]:
         service = self._get(instance_id)
-        if self.network == "host":
-            return "127.0.0.1", int(service.attrs["Spec"]["Labels"]["quantmesh.port"])
-        # The engine's address on the engine network of its node (deploy/SCALING.md, "Network").
-        container = self.task_container(instance_id, service)
-        if container is None:
-            raise BackendError(f"{instance_id} is not running")
-        networks = container.attrs["NetworkSettings"]["Networks"]
-        address = next((n["IPAddress"] for name, n in networks.items() if name == self.network), "")
-        if not address:
-            raise BackendError(f"{instance_id} is not on the network {self.network}")
-        return address, ENGINE_PORT
+        if self.network != "host":
+            return self.service_name(instance_id), ENGINE_PORT  # swarm's DNS on the shared overlay network
+        # The engine listens on its node's swarm address (deploy/SCALING.md, "Network").
+        running = [t for t in self._tasks(service) if t["Status"]["State"] in LIVE]
+        node_id = running[-1]["NodeID"] if running else self.data_node(service)
+        return self._node_address(node_id), int(service.attrs["Spec"]["Labels"]["quantmesh.port"])
 
 
 def _template_limits(spec: dict) -> None:

@@ -30,11 +30,9 @@ def second_node_available() -> bool:
 
 
 def two_node_settings(settings) -> None:
-    """Regions a (the manager's node) and b (the second node), engines reached on the per-node
-    engine network qm-engines."""
+    """Regions a (the manager's node) and b (the second node)."""
     settings.QM_SWARM_NODE_ENGINES = {SECOND_NODE: SECOND_NODE_ENGINE}
     settings.QM_REGIONS = {"a": "Region A", "b": "Region B"}
-    settings.QM_DOCKER_NETWORK = "qm-engines"
 
 
 @pytest.fixture(params=["process", "docker", "swarm"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import docker
@@ -61,9 +62,11 @@ def test_an_instance_of_region_b_runs_on_the_second_node(runtime, node2, create_
     ]
     _on_node2(runtime, node2, instance_id)
     assert node2.volumes.get(runtime.volume_name(instance_id))  # its data is on that node's disk
-    # The portal reaches it on the second node's engine subnet, through the host's route to the node.
+    # The portal reaches it on the second node's swarm address (through the veth), not on loopback.
     host, port = runtime.endpoint(instance_id)
-    assert host.startswith("198.19.11.") and port == 8080
+    assert host == "198.19.250.2" and 20000 <= port < 30000
+    args = spec["TaskTemplate"]["ContainerSpec"]["Args"]
+    assert args[args.index("--host") + 1] == "198.19.250.2"
 
 
 def test_lifecycle(create_instance, customer_client, runtime):
@@ -78,7 +81,7 @@ def test_metrics_against_the_plans_limits(create_instance, customer_client):
     test_api.test_metrics(create_instance, customer_client)
 
 
-def test_exports_through_the_portal_over_the_engine_network(create_instance, customer_client):
+def test_exports_through_the_portal_over_the_nodes_address(create_instance, customer_client):
     test_api.test_exports_through_the_portal(create_instance, customer_client)
 
 
@@ -89,24 +92,25 @@ def test_backup_and_restore(create_instance, customer_client, runtime):
 
 
 def test_live_logs_arrive_at_once(runtime, node2, create_instance, customer_client):
-    """Read from the node's engine, not swarm's log stream (which lags by seconds)."""
+    """Read from the node's engine, not swarm's log stream (which lags by seconds): a line reaches
+    the follower well within a second of the engine writing it (the line's own timestamp)."""
     instance_id = create_instance("personal")["instance_id"]
     lines: list[tuple[float, str]] = []
 
     def follow():
         for line in runtime.follow_logs(instance_id):
-            lines.append((time.monotonic(), line))
+            lines.append((time.time(), line))
             if "engine stopped" in line:
                 return
 
     reader = threading.Thread(target=follow, daemon=True)
     reader.start()
     time.sleep(0.5)
-    asked = time.monotonic()
     customer_client.post(f"/api/saas/instances/{instance_id}/stop")  # the engine logs "engine stopped"
     reader.join(timeout=15)
-    stopped_at = next(at for at, line in lines if "engine stopped" in line)
-    assert stopped_at - asked < 3, lines
+    received, line = next((at, line) for at, line in lines if "engine stopped" in line)
+    written = datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
+    assert received - written < 1.0, lines
 
 
 def test_files_are_read_and_written_on_the_datas_node(runtime, node2, create_instance, customer_client):
