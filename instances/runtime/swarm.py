@@ -35,6 +35,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from typing import NamedTuple
 
 import docker
 import requests
@@ -150,6 +151,15 @@ def service_status(service: dict, tasks: list[dict], nodes: dict[str, dict] | No
         finished_at=docker_time(latest["Status"].get("Timestamp")),
         error=error,
     )
+
+
+class _Placement(NamedTuple):
+    """Where a service runs and how its engine listens there (what a move changes)."""
+
+    constraints: list[str]
+    region: str
+    args: list[str]
+    port: str
 
 
 class SwarmBackend(RuntimeBackend):
@@ -532,19 +542,33 @@ class SwarmBackend(RuntimeBackend):
         source = self.data_node(service)
         was_running = _replicas(service.attrs) > 0
         target = self._pick_node(region, avoid=source)
-        old_constraints = service.attrs["Spec"]["TaskTemplate"].get("Placement", {}).get("Constraints") or []
+        spec = service.attrs["Spec"]
+        here = _Placement(
+            constraints=spec["TaskTemplate"].get("Placement", {}).get("Constraints") or [],
+            region=spec["Labels"].get(REGION_LABEL, ""),
+            args=spec["TaskTemplate"]["ContainerSpec"]["Args"],
+            port=spec["Labels"]["quantmesh.port"],
+        )
+        if self.network == "host":  # the engine listens on the target node's address
+            port, listen = self._node_port(target)
+            there = _Placement(
+                constraints=self._placement(target, region),
+                region=region,
+                args=engine_command(host_network=True, port=port, listen=listen),
+                port=str(port),
+            )
+        else:
+            there = _Placement(self._placement(target, region), region, here.args, here.port)
         self.stop(instance_id, timeout=self.stop_timeout)
         try:
             if not self.volumes_shared:
                 self._copy_volume(instance_id, source, target)
-            self._place(service, self._placement(target, region), region, running=True)
+            self._place(service, there, running=True)
             status = self.status(instance_id)
             if status.state != RuntimeState.RUNNING:
                 raise BackendError(f"it did not start in region {region}: {status.error or status.state.value}")
         except Exception:
-            self._place(
-                service, old_constraints, service.attrs["Spec"]["Labels"].get(REGION_LABEL, ""), running=was_running
-            )
+            self._place(service, here, running=was_running)
             if not self.volumes_shared:
                 with contextlib.suppress(BackendError, APIError):
                     self._remove_volume(instance_id, target)
@@ -561,10 +585,11 @@ class SwarmBackend(RuntimeBackend):
         with self._volume_helper(instance_id, target) as new:
             new.put_archive("/data", _strip_top(archive))
 
-    def _place(self, service, constraints: list[str], region: str, *, running: bool) -> None:
+    def _place(self, service, placement: _Placement, *, running: bool) -> None:
         def placed(spec: dict) -> None:
-            spec["TaskTemplate"].setdefault("Placement", {})["Constraints"] = constraints
-            spec["Labels"][REGION_LABEL] = region
+            spec["TaskTemplate"].setdefault("Placement", {})["Constraints"] = placement.constraints
+            spec["TaskTemplate"]["ContainerSpec"]["Args"] = placement.args
+            spec["Labels"].update({REGION_LABEL: placement.region, "quantmesh.port": placement.port})
             spec["Mode"]["Replicated"]["Replicas"] = 1 if running else 0
             self._bump_force_update(spec)
 
@@ -617,7 +642,7 @@ class SwarmBackend(RuntimeBackend):
 
         def label(spec: dict) -> None:
             spec["Labels"].update({CPU_LABEL: str(cpu_limit), MEMORY_LABEL: str(memory_limit_mb)})
-            if _replicas(spec) == 0:
+            if spec["Mode"]["Replicated"]["Replicas"] == 0:
                 _template_limits(spec)  # applies when it next starts
 
         try:

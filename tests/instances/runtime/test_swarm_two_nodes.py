@@ -193,7 +193,7 @@ def test_migration_moves_data_id_and_url_to_the_other_region(runtime, node2, cus
     created = customer_client.post("/api/saas/instances/create", {"plan": "personal", "region": "a"}, format="json")
     body = created.json()
     instance_id = body["instance_id"]
-    assert body["region"] == "a"
+    assert body["region"] == "a" and body["status"] == "running", body
     assert runtime.client.containers.get(runtime.task_container(instance_id).id)  # on the manager's node
     runtime.write_files(instance_id, {"notes.txt": b"moved with me"})
     platform = runtime.read_file(instance_id, "platform.yaml")
@@ -202,7 +202,7 @@ def test_migration_moves_data_id_and_url_to_the_other_region(runtime, node2, cus
     answer = customer_client.post(f"/api/saas/instances/{instance_id}/migrate", {"region": "b"}, format="json")
     assert answer.status_code == 202, answer.content
     moved = customer_client.get(f"/api/saas/instances/{instance_id}").json()
-    assert moved["region"] == "b" and moved["migration"] == {} and moved["status"] == "running"
+    assert moved["region"] == "b" and moved["migration"] == {} and moved["status"] == "running", moved
     assert moved["url"] == body["url"] and moved["instance_id"] == instance_id
     _on_node2(runtime, node2, instance_id)
     assert runtime.read_file(instance_id, "notes.txt") == b"moved with me"
