@@ -245,3 +245,20 @@ def test_bad_migrations_are_refused_and_change_nothing(runtime, customer_client,
     )
     assert answer.status_code == status and answer.json()["error"]["code"] == code
     assert Instance.objects.get(instance_id=body["instance_id"]).migration == {}
+
+
+def test_console_creates_in_a_region_and_moves_it(runtime, node2, customer, client):
+    client.force_login(customer)
+    page = client.get("/instances/new?plan=personal").content.decode()
+    assert 'name="region"' in page and "Region B" in page
+    created = client.post("/instances/new", {"plan": "personal", "confirm": "1", "region": "a"})
+    instance = Instance.objects.get(owner=customer)
+    assert created.status_code == 302 and instance.region == "a"
+    detail = client.get(f"/instances/{instance.instance_id}").content.decode()
+    assert "Runs in region a." in detail and 'action="/instances/' + instance.instance_id + '/migrate"' in detail
+    moved = client.post(f"/instances/{instance.instance_id}/migrate", {"region": "b"})
+    assert moved.status_code == 302
+    instance.refresh_from_db()
+    assert instance.region == "b" and instance.migration == {} and instance.status == "running"
+    _on_node2(runtime, node2, instance.instance_id)
+    assert "Runs in region b." in client.get(f"/instances/{instance.instance_id}").content.decode()
