@@ -21,6 +21,12 @@ INSTANCE_EVENTS = {
     "failed": (AlertKind.INSTANCE_DOWN, "{id} failed", "The instance failed: {reason}."),
     "stopped_by_plan": (AlertKind.BILLING, "{id} was stopped by your plan", "{reason}"),
     "domain_unrouted": (AlertKind.BILLING, "A custom domain of {id} is no longer routed", "{reason}"),
+    "node_unreachable": (
+        AlertKind.INSTANCE_DOWN,
+        "{id}: {reason}",
+        "The server it runs on cannot be reached ({reason}). Nothing is deleted; it runs again when the server "
+        "is back.",
+    ),
     "unhealthy": (
         AlertKind.INSTANCE_UNHEALTHY,
         "{id} is unhealthy",

@@ -21,6 +21,7 @@ class Backup(models.Model):
         BEFORE_PLAN_CHANGE = "before_plan_change", "Before plan change"
         BEFORE_UPGRADE = "before_upgrade", "Before image upgrade"
         BEFORE_RESTORE = "before_restore", "Before restore"
+        BEFORE_MIGRATION = "before_migration", "Before a move to another region"
 
     class Status(models.TextChoices):
         OK = "ok", "OK"

@@ -13,6 +13,7 @@ KIND_FOR_REASON = {
     "delete": Backup.Kind.BEFORE_DELETE,
     "plan_change": Backup.Kind.BEFORE_PLAN_CHANGE,
     "image_upgrade": Backup.Kind.BEFORE_UPGRADE,
+    "migrate": Backup.Kind.BEFORE_MIGRATION,
 }
 
 

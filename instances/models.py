@@ -18,6 +18,8 @@ class Instance(models.Model):
         DELETING = "deleting", "Deleting"
         DELETED = "deleted", "Deleted"
         FAILED = "failed", "Failed"
+        # Its server does not answer or is drained: nothing is known of the engine, nothing is lost.
+        UNREACHABLE = "unreachable", "Node unreachable"
 
     class Desired(models.TextChoices):
         RUNNING = "running", "Running"
@@ -54,6 +56,10 @@ class Instance(models.Model):
     last_failure_reason = models.CharField(max_length=200, blank=True)
     last_failure_at = models.DateTimeField(null=True, blank=True)
     data_retained_until = models.DateTimeField(null=True, blank=True)
+    # The set of servers it runs on (settings.QM_REGIONS); "" on a one-server platform.
+    region = models.CharField(max_length=40, blank=True, default="")
+    # A move to another region in progress or failed: {"to", "step", "error"}; {} when none.
+    migration = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

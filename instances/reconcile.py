@@ -87,6 +87,20 @@ def _crashed(instance: Instance, observed: RuntimeStatus | None, now, events: li
     )
 
 
+def _unreachable(instance: Instance, observed: RuntimeStatus, now, events: list) -> None:
+    """Its node does not answer (or is drained): not a crash. Nothing is restarted or removed; the
+    instance shows why and comes back with its node."""
+    if instance.status in (S.UNREACHABLE, S.STOPPED, S.DELETING, S.FAILED):
+        return
+    previous = instance.status
+    instance.status = S.UNREACHABLE
+    instance.status_changed_at = now
+    instance.healthy = None
+    instance.last_failure_reason = observed.error[:200]
+    instance.last_failure_at = now
+    events.append((instance, "node_unreachable", previous, {"reason": observed.error}))
+
+
 def _restarted_by_runtime(instance: Instance, observed: RuntimeStatus) -> bool:
     """Started (at the earliest) after we last saw it start: something restarted it behind our back."""
     return bool(
@@ -115,7 +129,15 @@ def reconcile_pass(*, backend=None) -> ReconcileReport:
         before = (instance.status, instance.healthy, instance.restart_count)
         stuck = instance.status in TRANSITIONAL and now - instance.status_changed_at > stuck_after
         wants_converge = stuck  # e.g. a worker died mid-provision: converge again, it is idempotent
-        if instance.desired_state == D.RUNNING:
+        if state == RuntimeState.UNREACHABLE:
+            _unreachable(instance, observed, now, events)
+        elif instance.status == S.UNREACHABLE:
+            # Its node is back: running again, or the node's restart stopped the engine (start it).
+            if state == RuntimeState.RUNNING:
+                instance.status, instance.status_changed_at = S.RUNNING, now
+                events.append((instance, "node_back", S.UNREACHABLE, {}))
+            wants_converge = state != RuntimeState.RUNNING or instance.desired_state != D.RUNNING
+        elif instance.desired_state == D.RUNNING:
             if instance.status == S.RUNNING and state in (RuntimeState.EXITED, RuntimeState.MISSING):
                 _crashed(instance, observed, now, events, report)
             elif instance.status == S.RUNNING and observed:

@@ -66,11 +66,26 @@ def _set_status(instance: Instance, status: str, *, kind: str, actor=None, **det
 # --- requests (API, console, admin) ----------------------------------------------------------
 
 
-def instance_create(*, owner, plan_code: str, idempotency_key: str | None = None) -> Instance:
-    """Create an instance of `plan_code` for `owner` and start provisioning it.
+def _valid_region(region: str) -> str:
+    if region not in settings.QM_REGIONS and (region or settings.QM_REGIONS):
+        choices = ", ".join(settings.QM_REGIONS) or "none: this platform runs in one place"
+        raise ApiError(
+            code="unknown_region",
+            message=f'region: "{region}" is not a region; choose {choices}.',
+            details={"region": [f'"{region}" is not a valid choice.'], "regions": list(settings.QM_REGIONS)},
+        )
+    return region
+
+
+def instance_create(
+    *, owner, plan_code: str, idempotency_key: str | None = None, region: str | None = None
+) -> Instance:
+    """Create an instance of `plan_code` for `owner` in `region` (default: QM_DEFAULT_REGION) and
+    start provisioning it.
 
     A retried request with the same idempotency key returns the instance the first one made.
     """
+    region = _valid_region(settings.QM_DEFAULT_REGION if region is None else region)
     if idempotency_key:
         existing = Instance.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -117,8 +132,9 @@ def instance_create(*, owner, plan_code: str, idempotency_key: str | None = None
                 image=settings.QM_ENGINE_IMAGE,
                 proxy_secret_encrypted=encrypt(secrets.token_urlsafe(32)),
                 idempotency_key=idempotency_key or None,
+                region=region,
             )
-            instance_event_record(instance=instance, kind="created", actor=owner, plan=plan.code)
+            instance_event_record(instance=instance, kind="created", actor=owner, plan=plan.code, region=region)
             _enqueue_converge(instance)
     except IntegrityError:
         # The same idempotency key raced us: the other request's instance is the answer.
@@ -333,6 +349,77 @@ def instance_delete(*, instance: Instance, actor=None) -> Instance:
     return instance
 
 
+def instance_migrate(*, instance: Instance, region: str, actor=None) -> Instance:
+    """Ask for the instance to move to `region` (same id, URL, config, secrets and data); a worker
+    carries it out (instance_migrate_run) and `migration` shows its progress or why it failed."""
+    _valid_region(region)
+    with transaction.atomic():
+        instance = _locked(instance)
+        problem = None
+        if region == instance.region:
+            problem = ("already_there", f"{instance.instance_id} already runs in region {region}.")
+        elif instance.migration.get("step") in MIGRATION_ACTIVE:
+            problem = (
+                "migration_in_progress",
+                f"{instance.instance_id} is already moving to {instance.migration['to']}.",
+            )
+        elif instance.status not in (S.RUNNING, S.STOPPED) or instance.desired_state == D.DELETED:
+            problem = ("not_movable", f"{instance.instance_id} is {instance.status}: it moves when running or stopped.")
+        if problem:
+            raise ApiError(code=problem[0], message=problem[1], status_code=409, details={"status": instance.status})
+        instance.migration = {"to": region, "from": instance.region, "step": "queued", "error": ""}
+        instance.save(update_fields=["migration"])
+        instance_event_record(instance=instance, kind="migration_requested", actor=actor, to=region)
+        transaction.on_commit(lambda: _migrate_task().delay(instance.instance_id))
+    return instance
+
+
+MIGRATION_ACTIVE = {"queued", "backup", "moving"}
+
+
+def _migrate_task():
+    from .tasks import migrate
+
+    return migrate
+
+
+def _migration_step(instance: Instance, step: str, **detail) -> None:
+    instance.migration = {**instance.migration, "step": step, **detail}
+    Instance.objects.filter(pk=instance.pk).update(migration=instance.migration)
+
+
+def instance_migrate_run(*, instance_id: str) -> Instance | None:
+    """Move the instance: a consistent backup first (kept as a restore point), then the backend
+    stops it, copies its data to a node of the target region, starts it there and removes the old
+    copy once the new one runs. A failure leaves it running where it was, with the reason."""
+    with converge_lock(instance_id, timeout=settings.QM_PROVISION_TIMEOUT_SECONDS * 4):
+        instance = Instance.objects.select_related("plan").filter(instance_id=instance_id).first()
+        if instance is None or instance.migration.get("step") not in MIGRATION_ACTIVE:
+            return instance  # a retried task after the work was done
+        target = instance.migration["to"]
+        backend = get_backend()
+        try:
+            _migration_step(instance, "backup")
+            data_changing.send(sender=Instance, instance=instance, reason="migrate")
+            _migration_step(instance, "moving")
+            backend.move(instance_id, target)
+            if instance.desired_state == D.RUNNING:
+                healthy, problem = wait_up(instance, backend)
+                if problem:
+                    raise BackendError(problem)
+                instance.healthy = healthy
+        except BackendError as error:
+            _migration_step(instance, "failed", error=str(error)[:300])
+            instance_event_record(instance=instance, kind="migration_failed", to=target, reason=str(error)[:300])
+            return instance
+        source = instance.region
+        instance.region = target
+        instance.migration = {}
+        instance.save(update_fields=["region", "migration", "healthy"])
+        instance_event_record(instance=instance, kind="migrated", **{"from": source, "to": target})
+        return instance
+
+
 # --- the worker side ---------------------------------------------------------------------------
 
 
@@ -394,6 +481,7 @@ def instance_spec(instance: Instance) -> InstanceSpec:
         pids_limit=plan.pids_limit,
         files={"platform.yaml": yaml.safe_dump(platform).encode()},
         run_keys=yaml.safe_dump(run_keys).encode(),
+        region=instance.region,
     )
 
 

@@ -39,7 +39,9 @@ def instance_create(request):
     chosen = request.POST.get("plan") or request.GET.get("plan")
     if request.method == "POST" and request.POST.get("confirm") == "1":
         try:
-            instance = services.instance_create(owner=request.user, plan_code=chosen or "")
+            instance = services.instance_create(
+                owner=request.user, plan_code=chosen or "", region=request.POST.get("region") or None
+            )
         except ApiError as error:
             messages.error(request, str(error.detail))
         else:
@@ -49,6 +51,8 @@ def instance_create(request):
         "chosen": chosen,
         "rights": rights,
         "count": selectors.instance_list(owner=request.user).count(),
+        "regions": settings.QM_REGIONS,
+        "default_region": settings.QM_DEFAULT_REGION,
     }
     return render(request, "instances/create.html", context)
 
@@ -63,6 +67,7 @@ def instance_detail(request, instance_id: str):
         "custom_domains_allowed": entitlements_for(request.user).has_feature("custom_domain"),
         "autoscaling": entitlements_for(request.user).has_feature("autoscaling"),
         "scaling_events": instance.events.filter(kind="autoscaled").order_by("-created_at")[:10],
+        "regions": settings.QM_REGIONS,
     }
     return render(request, "instances/detail.html", context)
 
@@ -91,6 +96,20 @@ def instance_domains(request, instance_id: str):
         )
     except ApiError as error:
         messages.error(request, str(error.detail))
+    return redirect("instance_detail", instance_id=instance_id)
+
+
+@login_required
+@require_POST
+def instance_migrate(request, instance_id: str):
+    """Move the instance to another region (same service as the API); its page shows the progress."""
+    instance = _owned(request, instance_id)
+    try:
+        services.instance_migrate(instance=instance, region=request.POST.get("region", ""), actor=request.user)
+    except ApiError as error:
+        messages.error(request, str(error.detail))
+    else:
+        messages.success(request, _("Moving %(instance)s to another region.") % {"instance": instance_id})
     return redirect("instance_detail", instance_id=instance_id)
 
 

@@ -45,6 +45,7 @@ urlpatterns = [
     path("instances/<str:instance_id>/open", instance_views.instance_open, name="instance_open"),
     path("instances/<str:instance_id>/backups", backup_views.instance_backups, name="instance_backups"),
     path("instances/<str:instance_id>/domains", instance_views.instance_domains, name="instance_domains"),
+    path("instances/<str:instance_id>/migrate", instance_views.instance_migrate, name="instance_migrate"),
     path("instances/<str:instance_id>/<str:action>", instance_views.instance_action, name="instance_action"),
     path("__quantmesh/login", instance_views.instance_ticket_login, name="instance_ticket_login"),
     path("internal/forward-auth", forward_auth, name="instance_forward_auth"),

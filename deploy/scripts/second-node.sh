@@ -12,10 +12,8 @@
 # (198.19.250.1:2377 -> 127.0.0.1:2377) and socat inside the namespace (127.0.0.1:2377 ->
 # 198.19.250.1:2377), so the manager address the swarm hands its workers works there too.
 #
-# The per-node engine network (how the portal reaches engines on a node, see deploy/SCALING.md):
-# `qm-engines-node` config-only bridge networks give each node's engines their own /24
-# (198.19.10.0/24 on the manager, 198.19.11.0/24 on this node), one swarm-scoped bridge network
-# `qm-engines` uses them, and the host routes 198.19.11.0/24 through the veth to this node.
+# Engines on this node use its host network and listen on 198.19.250.2 (the node's swarm address),
+# which the portal reaches through the veth (deploy/SCALING.md, "Network").
 set -euo pipefail
 export PATH="/usr/bin:/usr/sbin:$PATH"
 
@@ -28,9 +26,6 @@ RUN="/run/$NAME"
 SOCKET="$RUN/docker.sock"
 HOST_IP=198.19.250.1
 NODE_IP=198.19.250.2
-NETWORK=qm-engines
-MANAGER_SUBNET=198.19.10.0/24
-NODE_SUBNET=198.19.11.0/24
 HOST_VETH="${NAME: -8}-h"
 NODE_VETH="${NAME: -8}-n"
 node2() { docker -H "unix://$SOCKET" "$@"; }
@@ -55,14 +50,6 @@ stop_pidfile() {
   rm -f "$pidfile"
 }
 
-config_network() { # engine command, config network name, subnet, gateway
-  local engine="$1" name="$2" subnet="$3" gateway="$4"
-  $engine network inspect "$name" >/dev/null 2>&1 && return
-  $engine network create --config-only --subnet "$subnet" --gateway "$gateway" \
-    --opt com.docker.network.bridge.name="$name" \
-    --opt com.docker.network.bridge.enable_ip_masquerade=false "$name" >/dev/null
-}
-
 up() {
   mkdir -p "$ROOT" "$RUN"
   if ! ip netns list | grep -qw "$NAME"; then ip netns add "$NAME"; fi
@@ -74,12 +61,9 @@ up() {
     in_ns ip addr add "$NODE_IP/30" dev "$NODE_VETH"
     in_ns ip link set "$NODE_VETH" up
     in_ns ip link set lo up
-    # No default route: the node reaches only the host (nothing outside 198.18.0.0/15; an image pull
-    # fails at once instead of waiting on DNS). It routes between the veth and its engines' bridge
-    # (this namespace's own setting).
-    in_ns sysctl -qw net.ipv4.ip_forward=1
+    # No default route: the node reaches only the host (nothing outside 198.18.0.0/15), and an image
+    # pull fails at once instead of waiting on DNS.
   fi
-  ip route replace "$NODE_SUBNET" via "$NODE_IP" dev "$HOST_VETH"
 
   start_relay "$RUN/relay-host.pid" socat "TCP-LISTEN:2377,bind=$HOST_IP,fork,reuseaddr" TCP:127.0.0.1:2377
   start_relay "$RUN/relay-node.pid" ip netns exec "$NAME" \
@@ -113,15 +97,10 @@ up() {
   for _ in $(seq 1 60); do
     [ "$(docker node inspect "$node_id" --format '{{.Status.State}}')" = ready ] && break; sleep 0.5
   done
-  docker node update --label-add "quantmesh.region=$REGION" "$node_id" >/dev/null
+  # The address the portal reaches its engines at (swarm saw it connect from the relay's 127.0.0.1).
+  docker node update --label-add "quantmesh.region=$REGION" --label-add "quantmesh.address=$NODE_IP" \
+    "$node_id" >/dev/null
   docker node update --label-add "quantmesh.region=$MANAGER_REGION" "$manager_id" >/dev/null
-
-  # The same config name on each engine, each with its node's subnet.
-  config_network docker "$NETWORK-node" "$MANAGER_SUBNET" 198.19.10.1
-  config_network node2 "$NETWORK-node" "$NODE_SUBNET" 198.19.11.1
-  if ! docker network inspect "$NETWORK" >/dev/null 2>&1; then
-    docker network create --scope swarm --driver bridge --config-from "$NETWORK-node" "$NETWORK" >/dev/null
-  fi
 
   for image in $IMAGES; do
     local id; id="$(docker image inspect --format '{{.Id}}' "$image")"
@@ -146,12 +125,9 @@ down() {
     docker node rm --force "$node_id" >/dev/null 2>&1 || true
   fi
   docker node update --label-rm quantmesh.region "$(docker info --format '{{.Swarm.NodeID}}')" >/dev/null 2>&1 || true
-  # The manager's side of the engine network, unless instances still use it.
-  docker network rm "$NETWORK" >/dev/null 2>&1 && docker network rm "$NETWORK-node" >/dev/null 2>&1 || true
   stop_pidfile "$RUN/docker.pid"
   stop_pidfile "$RUN/relay-node.pid"
   stop_pidfile "$RUN/relay-host.pid"
-  ip route del "$NODE_SUBNET" 2>/dev/null || true
   ip link del "$HOST_VETH" 2>/dev/null || true
   ip netns del "$NAME" 2>/dev/null || true
   # Mounts the dead engine may leave (overlay2 layers, its netns files).

@@ -8,6 +8,11 @@ from quantmesh.api.serializers import StrictInputSerializer
 
 class InstanceCreateInputSerializer(StrictInputSerializer):
     plan = serializers.CharField(max_length=32)
+    region = serializers.CharField(max_length=40, required=False, help_text="A region code (GET /api/saas/regions).")
+
+
+class InstanceMigrateInputSerializer(StrictInputSerializer):
+    region = serializers.CharField(max_length=40)
 
 
 def _iso(value):
@@ -34,6 +39,8 @@ class InstanceOutputSerializer(serializers.Serializer):
     last_failure_reason = serializers.CharField(allow_blank=True)
     last_exit_code = serializers.IntegerField(allow_null=True)
     image = serializers.CharField()
+    region = serializers.CharField(allow_blank=True)
+    migration = serializers.DictField(help_text='A move in progress or failed: {"to", "from", "step", "error"}.')
 
     def to_representation(self, instance) -> dict:
         return {
@@ -51,7 +58,14 @@ class InstanceOutputSerializer(serializers.Serializer):
             "last_failure_reason": instance.last_failure_reason,
             "last_exit_code": instance.last_exit_code,
             "image": instance.image,
+            "region": instance.region,
+            "migration": instance.migration,
         }
+
+
+class RegionOutputSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
 
 
 class LogsQuerySerializer(StrictInputSerializer):

@@ -17,10 +17,12 @@ from .serializers import (
     DomainInputSerializer,
     DomainOutputSerializer,
     InstanceCreateInputSerializer,
+    InstanceMigrateInputSerializer,
     InstanceOutputSerializer,
     LogsOutputSerializer,
     LogsQuerySerializer,
     MetricsOutputSerializer,
+    RegionOutputSerializer,
 )
 
 WAIT_PARAMETER = OpenApiParameter(
@@ -70,7 +72,10 @@ class InstanceCreateApi(APIView):
             raise ApiError(code="invalid_request", message="Idempotency-Key: at most 128 characters.")
         wait = _wait_param(request)
         instance = services.instance_create(
-            owner=request.user, plan_code=data.validated_data["plan"], idempotency_key=key
+            owner=request.user,
+            plan_code=data.validated_data["plan"],
+            idempotency_key=key,
+            region=data.validated_data.get("region"),
         )
         return _answer(instance, wait=wait, status_code=status.HTTP_201_CREATED)
 
@@ -110,6 +115,28 @@ def _action_view(action, operation_id: str):
 InstanceStopApi = _action_view(services.instance_stop, "instances_stop")
 InstanceStartApi = _action_view(services.instance_start, "instances_start")
 InstanceRestartApi = _action_view(services.instance_restart, "instances_restart")
+
+
+class InstanceMigrateApi(APIView):
+    @extend_schema(
+        request=InstanceMigrateInputSerializer,
+        responses={202: InstanceOutputSerializer},
+        operation_id="instances_migrate",
+    )
+    def post(self, request, instance_id: str):
+        data = InstanceMigrateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        instance = services.instance_migrate(
+            instance=_get_instance(request, instance_id), region=data.validated_data["region"], actor=request.user
+        )
+        return Response(InstanceOutputSerializer(instance).data, status=status.HTTP_202_ACCEPTED)
+
+
+class RegionListApi(APIView):
+    @extend_schema(responses=RegionOutputSerializer(many=True), operation_id="regions_list")
+    def get(self, request):
+        regions = [{"code": code, "name": name} for code, name in settings.QM_REGIONS.items()]
+        return Response(RegionOutputSerializer(regions, many=True).data)
 
 
 class InstanceLogsApi(APIView):

@@ -29,5 +29,6 @@ def get_backend() -> RuntimeBackend:
             volume_driver=settings.QM_SWARM_VOLUME_DRIVER,
             volume_options=settings.QM_SWARM_VOLUME_OPTIONS,
             constraints=settings.QM_SWARM_CONSTRAINTS,
+            node_engines=settings.QM_SWARM_NODE_ENGINES,
         )
     raise ValueError(f"QM_RUNTIME_BACKEND={settings.QM_RUNTIME_BACKEND!r}: use 'process', 'docker' or 'swarm'")

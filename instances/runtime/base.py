@@ -26,6 +26,8 @@ class InstanceSpec:
     # The engine's run keys (proxy secret, the key of its secrets on the volume): handed over outside the
     # volume, on a tmpfs (process, docker) or as a Docker secret (swarm), at RUN_KEYS_PATH in containers.
     run_keys: bytes = b""
+    # The set of nodes to run on (swarm: nodes labelled with it); "" is the backend's default place.
+    region: str = ""
 
 
 RUN_KEYS_DIR = "/run/quantmesh"
@@ -74,6 +76,8 @@ class RuntimeState(StrEnum):
     RESTARTING = "restarting"
     EXITED = "exited"
     MISSING = "missing"
+    # Its node does not answer or is drained (swarm): nothing is known of the engine, nothing is lost.
+    UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,10 @@ class RuntimeBackend(ABC):
     @abstractmethod
     def update_limits(self, instance_id: str, cpu_limit: float, memory_limit_mb: int) -> None:
         """Change CPU and memory limits in place, without a restart where the backend can."""
+
+    def move(self, instance_id: str, region: str) -> None:
+        """Run the instance, data and all, on a node of `region`; on failure it runs where it was."""
+        raise BackendError(f"the {self.name} backend runs on one server: it has no regions to move to")
 
     @abstractmethod
     def endpoint(self, instance_id: str) -> tuple[str, int]:

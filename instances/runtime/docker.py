@@ -103,9 +103,9 @@ def data_volume_name(instance_id: str) -> str:
     return f"qm-data-{instance_id}"
 
 
-def engine_command(*, host_network: bool, port: int, keys_file: str) -> list[str]:
-    """The engine's arguments: on host networking it listens on loopback only."""
-    listen = "127.0.0.1" if host_network else "0.0.0.0"  # noqa: S104 (its own network namespace)
+def engine_command(*, host_network: bool, port: int, keys_file: str, listen: str = "127.0.0.1") -> list[str]:
+    """The engine's arguments: on host networking it listens on `listen` only (loopback by default)."""
+    listen = listen if host_network else "0.0.0.0"  # noqa: S104 (its own network namespace)
     return ["--data-dir", "/data", "--host", listen, "--port", str(port), "--keys-file", keys_file]
 
 
@@ -203,6 +203,21 @@ def container_stats(container, instance_id: str, sampler: CpuSampler) -> Runtime
         memory_limit_mb=int(memory_limit // (1024 * 1024)),
         started_at=started,
     )
+
+
+def update_container_limits(client, container, cpu_limit: float, memory_limit_mb: int) -> None:
+    """Change a container's CPU and memory limits in place (no restart)."""
+    memory = memory_limit_mb * 1024 * 1024
+    current = container.attrs["HostConfig"].get("Memory") or 0
+    # Docker checks memory <= memory+swap after each step: when growing, raise swap first.
+    grow = [{"MemorySwap": memory}, {"Memory": memory}]
+    steps = grow if memory >= current else grow[::-1]
+    steps[-1]["NanoCpus"] = int(cpu_limit * 1e9)
+    api = client.api
+    for body in steps:
+        # The SDK's update() knows no NanoCpus, and CPU quota/period conflict with it: use the API.
+        response = api._post_json(api._url("/containers/{0}/update", container.id), data=body)
+        api._raise_for_status(response)
 
 
 class DockerBackend(RuntimeBackend):
@@ -362,21 +377,7 @@ class DockerBackend(RuntimeBackend):
         return container_stats(container, instance_id, self._cpu)
 
     def update_limits(self, instance_id: str, cpu_limit: float, memory_limit_mb: int) -> None:
-        memory = memory_limit_mb * 1024 * 1024
-        container = self._get(instance_id)
-        current = container.attrs["HostConfig"].get("Memory") or 0
-        # Docker checks memory <= memory+swap after each step: when growing, raise swap first.
-        steps = (
-            [{"MemorySwap": memory}, {"Memory": memory}]
-            if memory >= current
-            else [{"Memory": memory}, {"MemorySwap": memory}]
-        )
-        steps[-1]["NanoCpus"] = int(cpu_limit * 1e9)
-        api = self.client.api
-        for body in steps:
-            # The SDK's update() knows no NanoCpus, and CPU quota/period conflict with it: use the API.
-            response = api._post_json(api._url("/containers/{0}/update", container.id), data=body)
-            api._raise_for_status(response)
+        update_container_limits(self.client, self._get(instance_id), cpu_limit, memory_limit_mb)
 
     def endpoint(self, instance_id: str) -> tuple[str, int]:
         container = self._get(instance_id)

@@ -345,6 +345,12 @@ QM_DOCKER_NETWORK = env.str("QM_DOCKER_NETWORK", default="host")
 QM_SWARM_VOLUME_DRIVER = env.str("QM_SWARM_VOLUME_DRIVER", default="local")
 QM_SWARM_VOLUME_OPTIONS = env.json("QM_SWARM_VOLUME_OPTIONS", default={})
 QM_SWARM_CONSTRAINTS = env.list("QM_SWARM_CONSTRAINTS", default=[])
+# Each worker node's Docker API by hostname, e.g. {"node2": "unix:///run/qm-node2/docker.sock"}:
+# logs, statistics, files and engine addresses are read where the task runs.
+QM_SWARM_NODE_ENGINES = env.json("QM_SWARM_NODE_ENGINES", default={})
+# Regions customers choose from, code -> name; a region is the nodes labelled quantmesh.region=<code>.
+QM_REGIONS = env.json("QM_REGIONS", default={})
+QM_DEFAULT_REGION = env.str("QM_DEFAULT_REGION", default="")
 QM_PROCESS_ROOT = env.path("QM_PROCESS_ROOT", default=VAR_DIR / "instances")
 # Engines' run keys (proxy secret, the key of their secrets on the volume) live here, on the host's
 # tmpfs, never on a disk or volume (the docker backend bind-mounts each instance's directory).

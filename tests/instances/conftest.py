@@ -14,17 +14,43 @@ from instances.runtime.swarm import swarm_available
 
 from ..conftest import require_service
 
+# The second node deploy/scripts/second-node.sh makes (region "b"; the manager's node is region "a").
+SECOND_NODE = "qm-node2"
+SECOND_NODE_ENGINE = f"unix:///run/{SECOND_NODE}/docker.sock"
+
+
+def second_node_available() -> bool:
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        return docker.DockerClient(base_url=SECOND_NODE_ENGINE, timeout=5).info()["Swarm"]["LocalNodeState"] == "active"
+    except (DockerException, OSError):
+        return False
+
+
+def two_node_settings(settings) -> None:
+    """Regions a (the manager's node) and b (the second node)."""
+    settings.QM_SWARM_NODE_ENGINES = {SECOND_NODE: SECOND_NODE_ENGINE}
+    settings.QM_REGIONS = {"a": "Region A", "b": "Region B"}
+
 
 @pytest.fixture(params=["process", "docker", "swarm"])
 def runtime(request, settings, tmp_path):
     """Each instance test runs on every backend: the engine as a subprocess, containers on the real
     Docker engine (with the engine image built by engine/build-image.sh), and services on a one-node
-    swarm of that engine (deploy/scripts/swarm-up.sh). Everything a test made is removed after it."""
+    swarm of that engine (deploy/scripts/swarm-up.sh). `swarm-node2`, asked for by the two-node tests,
+    places instances on the second node (deploy/scripts/second-node.sh). Everything a test made is
+    removed after it."""
     if request.param == "docker":
         require_service(docker_available(), "no Docker engine answers (deploy/scripts/docker-up.sh starts one)")
-    if request.param == "swarm":
+    if request.param.startswith("swarm"):
         require_service(swarm_available(), "this Docker engine is not a swarm manager (deploy/scripts/swarm-up.sh)")
-    settings.QM_RUNTIME_BACKEND = request.param
+    if request.param == "swarm-node2":
+        require_service(second_node_available(), "no second swarm node (deploy/scripts/second-node.sh up)")
+        two_node_settings(settings)
+        settings.QM_DEFAULT_REGION = "b"
+    settings.QM_RUNTIME_BACKEND = request.param.partition("-")[0]
     settings.QM_PROCESS_ROOT = tmp_path / "instances"
     settings.QM_PROVISION_TIMEOUT_SECONDS = 30
     settings.QM_STOP_TIMEOUT_SECONDS = 5

@@ -71,7 +71,7 @@ def test_stop_scales_to_zero_and_keeps_the_data(runtime, create_instance, custom
 
 @committing_db
 @swarm
-def test_listing_is_two_calls_with_states(runtime, create_instance, customer_client, monkeypatch):
+def test_listing_is_three_calls_with_states(runtime, create_instance, customer_client, monkeypatch):
     first = create_instance("personal")["instance_id"]
     second = create_instance("personal")["instance_id"]
     customer_client.post(f"/api/saas/instances/{second}/stop")
@@ -81,24 +81,27 @@ def test_listing_is_two_calls_with_states(runtime, create_instance, customer_cli
         original = getattr(runtime.client.api, name)
         return lambda *args, **kwargs: calls.append(name) or original(*args, **kwargs)
 
-    for name in ("services", "tasks"):
+    for name in ("services", "tasks", "nodes"):
         monkeypatch.setattr(runtime.client.api, name, counted(name))
     listing = runtime.list_all()
-    assert calls == ["services", "tasks"]
+    assert calls == ["services", "tasks", "nodes"]
     assert listing[first].state == RuntimeState.RUNNING
     assert listing[second].state == RuntimeState.EXITED
 
 
 @committing_db
 @swarm
-def test_limit_change_replaces_the_task_with_the_new_limits(runtime, create_instance):
+def test_limit_change_applies_in_place_without_a_restart(runtime, create_instance):
     instance_id = create_instance("personal")["instance_id"]
     before = runtime.task_container(instance_id).id
     runtime.update_limits(instance_id, cpu_limit=1.5, memory_limit_mb=1536)
     after = runtime.task_container(instance_id)
-    assert after.id != before  # swarm applies a new spec by replacing the task
+    assert after.id == before  # the same engine, its limits changed live
     assert after.attrs["HostConfig"]["NanoCpus"] == 1_500_000_000
     assert runtime.stats(instance_id).memory_limit_mb == 1536
+    runtime.restart(instance_id)  # the service's template took the limits: a new task keeps them
+    renewed = runtime.task_container(instance_id)
+    assert renewed.id != before and renewed.attrs["HostConfig"]["NanoCpus"] == 1_500_000_000
 
 
 @committing_db
@@ -174,5 +177,7 @@ def test_only_shared_volumes_let_instances_leave_their_node(driver, options, sha
     constraints = ["node.role==worker"]
     backend = SwarmBackend(client=object(), volume_driver=driver, volume_options=options, constraints=constraints)
     assert backend.volumes_shared is shared
-    if shared:
-        assert backend._placement() == constraints  # swarm may place it on any such node
+    placement = backend._placement("node1", "eu")
+    region = "node.labels.quantmesh.region==eu"
+    # Shared: swarm may place it on any node of its region; local: pinned to the node of its data.
+    assert placement == ([region, *constraints] if shared else ["node.id==node1", region, *constraints])
