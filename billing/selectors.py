@@ -104,11 +104,19 @@ def subscription_view(*, user) -> dict:
     }
 
 
-def invoice_list(*, user, limit: int = 24) -> list[dict]:
-    """The user's Stripe invoices, newest first, as dj-stripe synced them from the webhooks."""
+def invoice_queryset(*, user):
+    """The user's Stripe invoices as dj-stripe synced them from the webhooks."""
     from djstripe.models import Invoice
 
-    invoices = Invoice.objects.filter(customer__subscriber=user).order_by("-created")[:limit]
+    return Invoice.objects.filter(customer__subscriber=user)
+
+
+def invoice_list(*, user, limit: int = 24) -> list[dict]:
+    """The newest invoices, for display."""
+    return invoice_rows(invoice_queryset(user=user).order_by("-created")[:limit])
+
+
+def invoice_rows(invoices) -> list[dict]:
     rows = []
     for invoice in invoices:
         data = invoice.stripe_data

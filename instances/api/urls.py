@@ -10,6 +10,8 @@ urlpatterns = [
     path("instances/<str:instance_id>/start", views.InstanceStartApi.as_view(), name="instances-start"),
     path("instances/<str:instance_id>/restart", views.InstanceRestartApi.as_view(), name="instances-restart"),
     path("instances/<str:instance_id>/logs", views.InstanceLogsApi.as_view(), name="instances-logs"),
+    path("instances/<str:instance_id>/events", views.InstanceEventListApi.as_view(), name="instances-events"),
+    path("events", views.AccountEventListApi.as_view(), name="events-list"),
     path("instances/<str:instance_id>/metrics", views.InstanceMetricsApi.as_view(), name="instances-metrics"),
     path("instances/<str:instance_id>/domains", views.InstanceDomainListApi.as_view(), name="instances-domains"),
     path(
