@@ -3,6 +3,7 @@
 - Request bodies are JSON only. The curl-compatibility parser (`CurlFormJSONParser`) reads JSON
   sent with curl's default form label; it does not accept form encoding, so the schema must not
   offer it (generated clients would send form fields and be refused).
+- Public calls declare no security, so a client can log in before it has a token.
 - Every operation documents the errors it can answer, in the one error shape, so that a client
   generated from the schema parses them and schemathesis can check every answer's status code.
 """
@@ -26,6 +27,11 @@ EXTRA_BY_PREFIX = {"/api/billing/subscriptions/": ("402",)}
 class AutoSchema(openapi.AutoSchema):
     def map_parsers(self) -> list[str]:
         return [JSON]
+
+    def get_auth(self) -> list[dict]:
+        # A public call (login, plans) takes no credentials: `security: []`, not "optional" ([{}]),
+        # so generated clients let it be called without a token.
+        return super().get_auth() if self.view.get_authenticators() else []
 
     def _error_codes(self) -> set[str]:
         codes = set(ALWAYS)
