@@ -11,11 +11,12 @@ QM_PUBLIC_URL ?= http://$(HOST):$(PORT)
 
 .PHONY: venv run test bench lint migrate clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt engine/requirements.txt engine/pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt engine/requirements.txt engine/pyproject.toml cli/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt -r engine/requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e engine
+	$(PY) -m pip install --quiet --no-deps -e cli
 	touch $@
 
 venv: $(VENV)/.installed

@@ -110,6 +110,17 @@ def alert_deliver(*, alert_id: int, final_attempt: bool = False) -> Alert | None
     return alert
 
 
+def _risk_event_record(instance, paused: list[str]) -> None:
+    """An instance event when risk control pauses symbols: once per change, and again only after the
+    de-duplication window while the same symbols stay paused (the watch runs every minute)."""
+    from instances.events import instance_event_record
+
+    last = instance.events.filter(kind="risk_triggered").first()
+    since = timezone.now() - timedelta(seconds=settings.QM_ALERT_DEDUPE_SECONDS)
+    if last is None or last.detail.get("symbols") != paused or last.created_at < since:
+        instance_event_record(instance=instance, kind="risk_triggered", from_status=instance.status, symbols=paused)
+
+
 def instances_watch() -> int:
     """Periodic: look at every running engine for what no event reports, risk control that paused
     trading and CPU or memory near the plan's limit. Returns how many alerts were raised."""
@@ -144,6 +155,7 @@ def instances_watch() -> int:
             continue
         paused = [s["symbol"] for s in reply.json().get("symbols", []) if s.get("risk_state", "ok") != "ok"]
         if paused:
+            _risk_event_record(instance, paused)
             raised += bool(
                 alert_raise(
                     user=instance.owner,

@@ -103,8 +103,12 @@ def backup_create(*, instance: Instance, kind: str) -> Backup:
         backup.status = Backup.Status.FAILED
         backup.error = str(error)
     backup.save()
+    outcome = {"backup": backup.backup_id, "backup_kind": kind}
     if backup.status == Backup.Status.FAILED:
+        instance_event_record(instance=instance, kind="backup_failed", reason=backup.error, **outcome)
         transaction.on_commit(lambda: backup_failed.send(sender=Backup, backup=backup))
+    else:
+        instance_event_record(instance=instance, kind="backup_created", size_bytes=backup.size_bytes, **outcome)
     return backup
 
 

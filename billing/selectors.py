@@ -133,12 +133,21 @@ def _invoice_row(invoice) -> dict:
     }
 
 
-def invoice_list(*, user, limit: int = 24) -> list[dict]:
-    """The user's Stripe invoices, newest first, as dj-stripe synced them from the webhooks; amounts
-    in the currency's minor unit."""
+def invoice_queryset(*, user):
+    """The user's Stripe invoices as dj-stripe synced them from the webhooks."""
     from djstripe.models import Invoice
 
-    return [_invoice_row(i) for i in Invoice.objects.filter(customer__subscriber=user).order_by("-created")[:limit]]
+    return Invoice.objects.filter(customer__subscriber=user)
+
+
+def invoice_rows(invoices) -> list[dict]:
+    """Invoices for display and the API; amounts in the currency's minor unit."""
+    return [_invoice_row(i) for i in invoices]
+
+
+def invoice_list(*, user, limit: int = 24) -> list[dict]:
+    """The newest invoices, for display."""
+    return invoice_rows(invoice_queryset(user=user).order_by("-created")[:limit])
 
 
 def open_invoice_url(*, user) -> str:

@@ -8,6 +8,7 @@ and foreign instances close alike (4404); an address guessing tokens is refused 
   {"type": "logs", "seq": <first line's number>, "lines": [...]}   consecutive numbers per batch
   {"type": "gap", "from": a, "to": b}    lines a..b are gone (older than the buffer)
   {"type": "status", "status": ..., "kind": ...}   the instance stopped, restarted, was deleted...
+  {"type": "event", "event": {...}}      what happened, as GET /api/saas/instances/<id>/events shows it
   {"type": "heartbeat", "at": ...}       every 20 s, so proxies keep idle connections open
 Query: `lines` (1–10000, default 100) for the backlog, or `since=<seq>` to resume after a number.
 """
@@ -228,3 +229,4 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
         await self.send(
             json.dumps({"type": "status", "status": event["status"], "kind": event["kind"], "at": event["at"]})
         )
+        await self.send(json.dumps({"type": "event", "event": event["event"]}))

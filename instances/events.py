@@ -27,6 +27,22 @@ def _build(instance: Instance, kind: str, actor, from_status: str, detail: dict)
     )
 
 
+def event_view(event: InstanceEvent) -> dict:
+    """An event as the API's feeds and the live websocket show it."""
+    instance = event.instance
+    actors = {None: "platform", instance.owner_id: "owner"}
+    return {
+        "id": event.pk,
+        "instance_id": instance.instance_id,
+        "kind": event.kind,
+        "from_status": event.from_status,
+        "to_status": event.to_status,
+        "actor": actors.get(event.actor_id, "support"),
+        "detail": event.detail,
+        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
 def _publish_on_commit(event: InstanceEvent) -> None:
     """The console's live update for one event, once it is committed."""
     instance = event.instance
@@ -38,6 +54,7 @@ def _publish_on_commit(event: InstanceEvent) -> None:
         "desired_state": instance.desired_state,
         "detail": event.detail,
         "at": event.created_at.isoformat(),
+        "event": event_view(event),
     }
     transaction.on_commit(lambda: _publish(instance.instance_id, message))
 

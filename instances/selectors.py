@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from .models import Instance
+from .models import Instance, InstanceEvent
 
 
 def instance_list(*, owner) -> QuerySet[Instance]:
@@ -80,3 +80,12 @@ def instance_export(*, instance: Instance, kind: str, query: dict):
             code="instance_unavailable", message="The instance is not answering; try again.", status_code=503
         )
     return reply
+
+
+def instance_event_list(*, instance: Instance) -> QuerySet[InstanceEvent]:
+    return InstanceEvent.objects.filter(instance=instance).select_related("instance")
+
+
+def account_event_list(*, owner) -> QuerySet[InstanceEvent]:
+    """Every event of the owner's instances, deleted ones included (their history stays readable)."""
+    return InstanceEvent.objects.filter(instance__owner=owner).select_related("instance")

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from accounts import selectors, services
 from accounts.models import ApiToken
 from billing.selectors import entitlements_for
+from quantmesh.api import pagination
 from quantmesh.api.errors import ApiError
 
 from .serializers import (
@@ -72,11 +73,16 @@ class MeApi(APIView):
 
 
 class TokenListCreateApi(APIView):
-    @extend_schema(responses=TokenListOutputSerializer(many=True), operation_id="auth_tokens_list")
+    @extend_schema(
+        parameters=pagination.PARAMETERS,
+        responses=TokenListOutputSerializer(many=True),
+        operation_id="auth_tokens_list",
+    )
     def get(self, request):
         current = request.auth.pk if isinstance(request.auth, ApiToken) else None
-        tokens = selectors.api_token_list(user=request.user)
-        return Response(TokenListOutputSerializer(tokens, many=True, context={"current_token_id": current}).data)
+        page = pagination.cursor_page(request, selectors.api_token_list(user=request.user))
+        tokens = TokenListOutputSerializer(page.items, many=True, context={"current_token_id": current})
+        return Response(tokens.data, headers=page.headers)
 
     @extend_schema(
         request=TokenCreateInputSerializer,

@@ -5,6 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from alerts import selectors, services
+from quantmesh.api import pagination
 
 from .serializers import AlertOutputSerializer, AlertSettingsInputSerializer, AlertSettingsSerializer
 
@@ -25,6 +26,9 @@ class AlertSettingsApi(APIView):
 
 
 class AlertListApi(APIView):
-    @extend_schema(responses=AlertOutputSerializer(many=True), operation_id="alerts_list")
+    @extend_schema(
+        parameters=pagination.PARAMETERS, responses=AlertOutputSerializer(many=True), operation_id="alerts_list"
+    )
     def get(self, request):
-        return Response(AlertOutputSerializer(selectors.alert_list(user=request.user), many=True).data)
+        page = pagination.cursor_page(request, selectors.alert_list(user=request.user, limit=None))
+        return Response(AlertOutputSerializer(page.items, many=True).data, headers=page.headers)

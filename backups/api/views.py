@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -10,7 +11,9 @@ from rest_framework.views import APIView
 from backups import selectors, services
 from backups.models import Backup
 from instances import services as instance_services
+from quantmesh.api import pagination
 from quantmesh.api.errors import ApiError
+from quantmesh.api.serializers import ErrorSerializer
 
 from .serializers import BackupOutputSerializer, BackupRestoreInputSerializer, BackupRestoreOutputSerializer
 
@@ -30,11 +33,12 @@ def _backup(request, instance_id: str, backup_id: str) -> Backup:
 
 
 class BackupListApi(APIView):
-    @extend_schema(responses=BackupOutputSerializer(many=True), operation_id="backups_list")
+    @extend_schema(
+        parameters=pagination.PARAMETERS, responses=BackupOutputSerializer(many=True), operation_id="backups_list"
+    )
     def get(self, request, instance_id: str):
-        return Response(
-            BackupOutputSerializer(selectors.backup_list(instance=_instance(request, instance_id)), many=True).data
-        )
+        page = pagination.cursor_page(request, selectors.backup_list(instance=_instance(request, instance_id)))
+        return Response(BackupOutputSerializer(page.items, many=True).data, headers=page.headers)
 
     @extend_schema(request=None, responses={201: BackupOutputSerializer}, operation_id="backups_create")
     def post(self, request, instance_id: str):
@@ -49,7 +53,11 @@ class BackupListApi(APIView):
 
 class BackupDownloadApi(APIView):
     @extend_schema(
-        responses={200: OpenApiResponse(description="the backup file (.tar.gz)")}, operation_id="backups_download"
+        responses={
+            (200, "application/gzip"): OpenApiResponse(OpenApiTypes.BINARY, description="the backup file (.tar.gz)"),
+            409: OpenApiResponse(ErrorSerializer, description="the backup failed, or its file is missing or damaged"),
+        },
+        operation_id="backups_download",
     )
     def get(self, request, instance_id: str, backup_id: str):
         backup = _backup(request, instance_id, backup_id)

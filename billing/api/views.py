@@ -6,7 +6,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import services
-from billing.selectors import invoice_list, plan_list, subscription_view
+from billing.selectors import invoice_queryset, invoice_rows, plan_list, subscription_view
+from quantmesh.api import pagination
 
 from .serializers import (
     InvoiceOutputSerializer,
@@ -87,6 +88,11 @@ class SubscriptionCancelApi(APIView):
 
 
 class InvoiceListApi(APIView):
-    @extend_schema(responses=InvoiceOutputSerializer(many=True), operation_id="billing_invoices_list")
+    @extend_schema(
+        parameters=pagination.PARAMETERS,
+        responses=InvoiceOutputSerializer(many=True),
+        operation_id="billing_invoices_list",
+    )
     def get(self, request):
-        return Response(InvoiceOutputSerializer(invoice_list(user=request.user), many=True).data)
+        page = pagination.cursor_page(request, invoice_queryset(user=request.user), ordering=("-created", "-id"))
+        return Response(InvoiceOutputSerializer(invoice_rows(page.items), many=True).data, headers=page.headers)

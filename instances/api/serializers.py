@@ -98,3 +98,22 @@ class DomainOutputSerializer(serializers.Serializer):
     verified_at = serializers.DateTimeField(allow_null=True)
     last_checked_at = serializers.DateTimeField(allow_null=True)
     last_error = serializers.CharField(help_text="Why the last DNS check failed (empty when it passed).")
+
+
+class EventOutputSerializer(serializers.Serializer):
+    """Something that happened to an instance (instances.events.event_view builds it)."""
+
+    id = serializers.IntegerField()
+    instance_id = serializers.CharField()
+    kind = serializers.CharField(
+        help_text=(
+            "created, start_requested, stop_requested, restart_requested, delete_requested, running, stopped, "
+            "deleted, crashed, unhealthy, failed (detail.reason says why), risk_triggered (detail.symbols), "
+            "autoscaled, backup_created, backup_failed, restore_requested, restored, plan_changed, domain_*"
+        )
+    )
+    from_status = serializers.CharField(allow_blank=True)
+    to_status = serializers.CharField(allow_blank=True)
+    actor = serializers.ChoiceField(choices=["owner", "platform", "support"])
+    detail = serializers.DictField()
+    created_at = serializers.DateTimeField()

@@ -12,6 +12,8 @@ urlpatterns = [
     path("instances/<str:instance_id>/migrate", views.InstanceMigrateApi.as_view(), name="instances-migrate"),
     path("regions", views.RegionListApi.as_view(), name="regions-list"),
     path("instances/<str:instance_id>/logs", views.InstanceLogsApi.as_view(), name="instances-logs"),
+    path("instances/<str:instance_id>/events", views.InstanceEventListApi.as_view(), name="instances-events"),
+    path("events", views.AccountEventListApi.as_view(), name="events-list"),
     path("instances/<str:instance_id>/metrics", views.InstanceMetricsApi.as_view(), name="instances-metrics"),
     path("instances/<str:instance_id>/domains", views.InstanceDomainListApi.as_view(), name="instances-domains"),
     path(

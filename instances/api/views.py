@@ -10,12 +10,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from instances import domains, selectors, services
+from instances.events import event_view
 from instances.models import Instance
+from quantmesh.api import pagination
 from quantmesh.api.errors import ApiError
+from quantmesh.api.serializers import ErrorSerializer
 
 from .serializers import (
     DomainInputSerializer,
     DomainOutputSerializer,
+    EventOutputSerializer,
     InstanceCreateInputSerializer,
     InstanceMigrateInputSerializer,
     InstanceOutputSerializer,
@@ -81,9 +85,14 @@ class InstanceCreateApi(APIView):
 
 
 class InstanceListApi(APIView):
-    @extend_schema(responses=InstanceOutputSerializer(many=True), operation_id="instances_list")
+    @extend_schema(
+        parameters=pagination.PARAMETERS,
+        responses=InstanceOutputSerializer(many=True),
+        operation_id="instances_list",
+    )
     def get(self, request):
-        return Response(InstanceOutputSerializer(selectors.instance_list(owner=request.user), many=True).data)
+        page = pagination.cursor_page(request, selectors.instance_list(owner=request.user), ordering=("-created_at",))
+        return Response(InstanceOutputSerializer(page.items, many=True).data, headers=page.headers)
 
 
 class InstanceDetailApi(APIView):
@@ -91,7 +100,9 @@ class InstanceDetailApi(APIView):
     def get(self, request, instance_id: str):
         return Response(InstanceOutputSerializer(_get_instance(request, instance_id)).data)
 
-    @extend_schema(parameters=[WAIT_PARAMETER], responses=InstanceOutputSerializer, operation_id="instances_delete")
+    @extend_schema(
+        parameters=[WAIT_PARAMETER], responses={200: InstanceOutputSerializer}, operation_id="instances_delete"
+    )
     def delete(self, request, instance_id: str):
         wait = _wait_param(request)
         instance = services.instance_delete(instance=_get_instance(request, instance_id), actor=request.user)
@@ -165,7 +176,7 @@ class InstanceExportApi(APIView):
             OpenApiParameter("until", str, description="trades: ISO-8601 UTC, exclusive"),
             OpenApiParameter("symbol", str, description="trades: e.g. BTC/USDT"),
         ],
-        responses={(200, "text/csv"): str},
+        responses={(200, "text/csv"): str, 409: ErrorSerializer, 502: ErrorSerializer},
         operation_id="instances_export",
     )
     def get(self, request, instance_id: str, kind: str):
@@ -183,6 +194,35 @@ class InstanceExportApi(APIView):
         response = HttpResponse(reply.body, content_type=reply.content_type)
         response["Content-Disposition"] = f'attachment; filename="{instance.instance_id}-{kind}.{extension}"'
         return response
+
+
+def _events_response(request, events) -> Response:
+    page = pagination.cursor_page(request, events)
+    return Response(EventOutputSerializer([event_view(e) for e in page.items], many=True).data, headers=page.headers)
+
+
+class InstanceEventListApi(APIView):
+    """What happened to the instance, newest first; the live websocket pushes the same as `event` messages."""
+
+    @extend_schema(
+        parameters=pagination.PARAMETERS,
+        responses=EventOutputSerializer(many=True),
+        operation_id="instances_events",
+    )
+    def get(self, request, instance_id: str):
+        return _events_response(request, selectors.instance_event_list(instance=_get_instance(request, instance_id)))
+
+
+class AccountEventListApi(APIView):
+    """What happened to every instance of the account (deleted ones too), newest first."""
+
+    @extend_schema(
+        parameters=pagination.PARAMETERS,
+        responses=EventOutputSerializer(many=True),
+        operation_id="events_list",
+    )
+    def get(self, request):
+        return _events_response(request, selectors.account_event_list(owner=request.user))
 
 
 def _domain_view(custom) -> dict:

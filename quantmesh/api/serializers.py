@@ -15,3 +15,15 @@ class StrictInputSerializer(serializers.Serializer):
         if unknown:
             raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable machine-readable code, e.g. not_found, invalid_request.")
+    message = serializers.CharField(help_text="A sentence naming the problem.")
+    details = serializers.DictField(help_text="Per-field errors or facts about the problem.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every API error: {"error": {"code", "message", "details"}}."""
+
+    error = ErrorDetailSerializer()

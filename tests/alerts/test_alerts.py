@@ -84,6 +84,10 @@ def test_watch_alerts_on_risk_control_and_resources_near_the_limit(
     wait_for(paused, 20, "risk control pauses trading")
     risk = Alert.objects.get(user=customer, kind=AlertKind.RISK_TRIGGERED)
     assert "BTC/USDT" in risk.message and risk.status == "sent"
+    # The instance's events feed says so too, once while the same symbols stay paused.
+    services.instances_watch()
+    triggered = instance.events.filter(kind="risk_triggered")
+    assert triggered.count() == 1 and "BTC/USDT" in triggered.get().detail["symbols"]
     assert not Alert.objects.filter(kind=AlertKind.RESOURCE_HIGH).exists()  # an idle paper engine is far below
     settings.QM_ALERT_RESOURCE_THRESHOLD = 0.0  # every engine is "near" a zero threshold
     services.instances_watch()
