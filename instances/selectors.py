@@ -60,6 +60,17 @@ def instance_metrics(*, instance: Instance) -> dict:
     }
 
 
+def instance_trading(*, instance: Instance) -> dict | None:
+    """The engine's live trading view (/api/trading) of a running instance, its state recorded on the
+    way; None when the instance is not running or the engine does not answer."""
+    from .runtime import get_backend
+    from .trading import engine_status_fetch
+
+    if instance.status != Instance.Status.RUNNING:
+        return None
+    return engine_status_fetch(instance=instance, backend=get_backend(), path="/api/trading?fills=100")
+
+
 def instance_export(*, instance: Instance, kind: str, query: dict):
     """The engine's export (`trades` or `config`) of a running instance."""
     from urllib.parse import urlencode

@@ -9,13 +9,24 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from billing.selectors import entitlements_for, plan_list
 from quantmesh.api.errors import ApiError
 
-from . import access, domains, selectors, services
+from . import access, domains, presentation, selectors, services, trading
 
+ACTION_DONE = {
+    "start": gettext_lazy("Starting %(instance)s."),
+    "stop": gettext_lazy("Stopping %(instance)s."),
+    "restart": gettext_lazy("Restarting %(instance)s."),
+    "delete": gettext_lazy("Deleting %(instance)s; its data is kept for 30 days."),
+}
+ACTION_UNCHANGED = {
+    "start": gettext_lazy("%(instance)s is already running."),
+    "stop": gettext_lazy("%(instance)s is already stopped."),
+}
 ACTIONS = {
     "start": services.instance_start,
     "stop": services.instance_stop,
@@ -53,11 +64,34 @@ def instance_create(request):
     return render(request, "instances/create.html", context)
 
 
+TABS = {"overview", "domains", "autoscaling"}
+
+
+def trading_context(instance) -> dict:
+    state, cause, reason = trading.trading_view(instance)
+    return {
+        "state": state,
+        "cause": cause,
+        "reason": reason,
+        "text": presentation.trading_text(state, cause),
+        "tone": presentation.TONE.get(state, "idle"),
+    }
+
+
 @login_required
 def instance_detail(request, instance_id: str):
     instance = _owned(request, instance_id)
+    tab = request.GET.get("tab", "overview")
+    if tab not in TABS:
+        raise Http404
     context = {
+        "tab": tab,
         "instance": instance,
+        "trading": trading_context(instance),
+        "status_tone": presentation.TONE.get(instance.status, "idle"),
+        "actions": presentation.actions_allowed(instance),
+        "plan_name": instance.plan.display_name,
+        "state_labels": presentation.labels(),
         "domains": instance.domains.all(),
         "cname_target": domains.cname_target(instance),
         "custom_domains_allowed": entitlements_for(request.user).has_feature("custom_domain"),
@@ -108,15 +142,16 @@ def instance_action(request, instance_id: str, action: str):
     if action not in ACTIONS:
         raise Http404
     instance = _owned(request, instance_id)
+    before = (instance.desired_state, instance.status)
     try:
-        ACTIONS[action](instance=instance, actor=request.user)
+        changed = ACTIONS[action](instance=instance, actor=request.user)
     except ApiError as error:
         messages.error(request, str(error.detail))
     else:
-        messages.success(
-            request,
-            _("%(action)s requested for %(instance)s.") % {"action": action.capitalize(), "instance": instance_id},
-        )
+        if action in ("start", "stop") and (changed.desired_state, changed.status) == before:
+            messages.info(request, ACTION_UNCHANGED[action] % {"instance": instance_id})
+        else:
+            messages.success(request, ACTION_DONE[action] % {"instance": instance_id})
     if action == "delete":
         return redirect("home")
     return redirect("instance_detail", instance_id=instance_id)

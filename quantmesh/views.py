@@ -11,10 +11,21 @@ def home(request):
     """The dashboard for customers (instances, plan usage); the plans for everyone else."""
     context = {"plans": plan_list()}
     if request.user.is_authenticated:
+        from instances import presentation
         from instances.selectors import instance_list
+        from instances.trading import instances_with_pnl, trading_view
 
         context["entitlements"] = entitlements_for(request.user)
-        context["instances"] = list(instance_list(owner=request.user))
+        context["instances"] = instances_with_pnl(instance_list(owner=request.user))
+        for instance in context["instances"]:
+            state, cause, _reason = trading_view(instance)
+            instance.trading = {
+                "state": state,
+                "text": presentation.trading_text(state, cause),
+                "tone": presentation.TONE.get(state, "idle"),
+            }
+            instance.status_tone = presentation.TONE.get(instance.status, "idle")
+        context["state_labels"] = presentation.labels()
     return render(request, "home.html", context)
 
 

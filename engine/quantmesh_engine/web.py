@@ -85,11 +85,15 @@ def status_payload(engine: Engine) -> dict:
             }
         )
     config = engine.config
+    trading_state, trading_cause, trading_reason = engine.trading_state()
     return {
         "instance_id": engine.platform.instance_id if engine.platform else "local",
         "version": engine.version,
         "state": engine.state,
         "error": engine.error or None,
+        "trading_state": trading_state,
+        "trading_cause": trading_cause,
+        "trading_reason": trading_reason,
         "healthy": engine.healthy(),
         "exchange": config.exchange_id if config else None,
         "testnet": config.exchange.testnet if config else None,
@@ -107,7 +111,13 @@ async def healthz(request: web.Request) -> web.Response:
     body names: the engine is alive and serving, but not trading)."""
     engine = request.app[ENGINE_KEY]
     healthy = engine.healthy()
-    body = {"status": "ok" if healthy else engine.state, "last_tick_at": iso(engine.last_tick_at)}
+    trading_state, trading_cause, _ = engine.trading_state()
+    body = {
+        "status": "ok" if healthy else engine.state,
+        "last_tick_at": iso(engine.last_tick_at),
+        "trading_state": trading_state,
+        "trading_cause": trading_cause,
+    }
     if engine.error:
         body["error"] = engine.error
     return web.json_response(body, status=200 if healthy else 503)
@@ -115,6 +125,37 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def api_status(request: web.Request) -> web.Response:
     return web.json_response(status_payload(request.app[ENGINE_KEY]))
+
+
+FILLS_LIMIT_MAX = 500
+
+
+async def api_trading(request: web.Request) -> web.Response:
+    """The status with each symbol's open grid orders and recent fills (newest first, `?fills=N`,
+    at most 500), for the portal's trading charts and tables."""
+    engine = request.app[ENGINE_KEY]
+    try:
+        limit = int(request.query.get("fills", "100"))
+    except ValueError:
+        return error_response(
+            400, "invalid_request", "fills: a whole number from 1 to 500.", fills=request.query["fills"]
+        )
+    if not 1 <= limit <= FILLS_LIMIT_MAX:
+        return error_response(400, "invalid_request", "fills: a whole number from 1 to 500.", fills=limit)
+    payload = status_payload(engine)
+    traders = {t.symbol: t for t in engine.traders}
+    for entry in payload["symbols"]:
+        trader = traders[entry["symbol"]]
+        entry["orders"] = [
+            {"side": o.side, "level": o.level, "price": o.price, "amount": o.amount} for o in trader.open_orders()
+        ]
+        entry["fills"] = [
+            {"time": iso(ts), "side": side, "price": price, "amount": amount, "fee": fee, "realized_pnl": pnl}
+            for ts, _symbol, side, price, amount, fee, _currency, pnl, _client, _level in engine.store.fills(
+                symbol=entry["symbol"], limit=limit, newest_first=True
+            )
+        ]
+    return web.json_response(payload)
 
 
 def _config_view(engine: Engine) -> dict:
@@ -478,6 +519,7 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/status", api_status)
+    app.router.add_get("/api/trading", api_trading)
     app.router.add_get("/api/config", api_config_get)
     app.router.add_put("/api/config", api_config_put)
     app.router.add_post("/api/restart", api_restart)

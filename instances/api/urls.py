@@ -11,6 +11,7 @@ urlpatterns = [
     path("instances/<str:instance_id>/restart", views.InstanceRestartApi.as_view(), name="instances-restart"),
     path("instances/<str:instance_id>/logs", views.InstanceLogsApi.as_view(), name="instances-logs"),
     path("instances/<str:instance_id>/metrics", views.InstanceMetricsApi.as_view(), name="instances-metrics"),
+    path("instances/<str:instance_id>/trading", views.InstanceTradingApi.as_view(), name="instances-trading"),
     path("instances/<str:instance_id>/domains", views.InstanceDomainListApi.as_view(), name="instances-domains"),
     path(
         "instances/<str:instance_id>/domains/<str:domain>",

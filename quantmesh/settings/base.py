@@ -336,6 +336,9 @@ QM_GRAFANA_DATASOURCE_TOKEN = env.str("QM_GRAFANA_DATASOURCE_TOKEN", default="")
 QM_DNS_NAMESERVERS = env.list("QM_DNS_NAMESERVERS", default=[])
 QM_DNS_PORT = env.int("QM_DNS_PORT", default=53)
 QM_WS_HEARTBEAT_SECONDS = env.float("QM_WS_HEARTBEAT_SECONDS", default=20)
+# How often the portal reads each running engine's trading state and PnL, and how long it keeps them.
+QM_ENGINE_SAMPLE_SECONDS = env.float("QM_ENGINE_SAMPLE_SECONDS", default=15)
+QM_ENGINE_HISTORY_DAYS = env.int("QM_ENGINE_HISTORY_DAYS", default=8)
 
 CELERY_BEAT_SCHEDULE = {
     "instances-reconcile": {"task": "instances.tasks.reconcile", "schedule": QM_RECONCILE_INTERVAL_SECONDS},
@@ -343,6 +346,7 @@ CELERY_BEAT_SCHEDULE = {
     "instances-autoscale": {"task": "instances.tasks.autoscale", "schedule": 60},
     "domains-recheck": {"task": "instances.tasks.domains_recheck", "schedule": 300},
     "alerts-watch": {"task": "alerts.tasks.watch", "schedule": 60},
+    "instances-sample-engines": {"task": "instances.tasks.sample_engines", "schedule": QM_ENGINE_SAMPLE_SECONDS},
     "backups-daily": {"task": "backups.tasks.daily", "schedule": 3600},  # each instance once a day
     "backups-prune": {"task": "backups.tasks.prune", "schedule": 3600},
 }
