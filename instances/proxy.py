@@ -13,7 +13,7 @@ import json
 
 import aiohttp
 from asgiref.sync import sync_to_async
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 
 from . import access
 from .engine_client import PROXY_SECRET_HEADER
@@ -70,6 +70,15 @@ class InstanceRouter:
             slug=slug, authorization=_header(scope, b"authorization"), cookie_header=_header(scope, b"cookie")
         )
         if grant is None:
+            login = access.browser_login_redirect(
+                slug=slug,
+                method=scope["method"],
+                path=scope["path"],
+                accept=_header(scope, b"accept"),
+                authorization=_header(scope, b"authorization"),
+            )
+            if login:
+                return await _send_simple(send, 302, b"", b"text/plain", [(b"location", login.encode())])
             return await _not_found(send)
         await self._forward(scope, receive, send, grant)
 
@@ -136,6 +145,15 @@ def forward_auth(request):
         cookie_header=request.headers.get("Cookie", ""),
     )
     if not grant:
+        login = slug and access.browser_login_redirect(
+            slug=slug,
+            method=request.headers.get("X-Forwarded-Method", "GET"),
+            path=request.headers.get("X-Forwarded-Uri", "/").split("?")[0],
+            accept=request.headers.get("Accept", ""),
+            authorization=request.headers.get("Authorization", ""),
+        )
+        if login:
+            return HttpResponseRedirect(login)
         return JsonResponse({"error": {"code": "not_found", "message": "No such instance.", "details": {}}}, status=404)
     response = HttpResponse(status=200)
     response["X-QuantMesh-Instance"] = grant.instance.instance_id

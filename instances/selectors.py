@@ -11,6 +11,15 @@ def instance_list(*, owner) -> QuerySet[Instance]:
     return Instance.objects.filter(owner=owner).exclude(status=Instance.Status.DELETED).select_related("plan")
 
 
+def instance_list_deleted_with_data(*, owner) -> QuerySet[Instance]:
+    """Deleted instances whose data and backups are still kept (their Backups page restores them)."""
+    from django.utils import timezone
+
+    return Instance.objects.filter(
+        owner=owner, status=Instance.Status.DELETED, data_retained_until__gt=timezone.now()
+    ).order_by("-deleted_at")
+
+
 def instance_get(*, owner, instance_id: str) -> Instance | None:
     """The owner's instance; another tenant's (or a deleted) instance is simply not found."""
     return instance_list(owner=owner).filter(instance_id=instance_id).first()

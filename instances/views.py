@@ -47,7 +47,8 @@ def instance_create(request):
     """Choose a plan, confirm, then watch the instance come up on its page."""
     rights = entitlements_for(request.user)
     plans = [plan for plan in plan_list() if rights.allows_plan(plan)]
-    chosen = request.POST.get("plan") or request.GET.get("plan")
+    # The customer's own plan is the default (not the first, cheapest one).
+    chosen = request.POST.get("plan") or request.GET.get("plan") or (rights.plan.code if rights.plan else None)
     if request.method == "POST" and request.POST.get("confirm") == "1":
         try:
             instance = services.instance_create(owner=request.user, plan_code=chosen or "")
@@ -157,14 +158,26 @@ def instance_action(request, instance_id: str, action: str):
     return redirect("instance_detail", instance_id=instance_id)
 
 
-@login_required
-def instance_open(request, instance_id: str):
-    """Send the owner's browser to the instance URL with a one-time ticket (sessions are per host)."""
-    instance = selectors.instance_get(owner=request.user, instance_id=instance_id)
+def _hand_over(request, instance):
+    """Send the owner's browser to the instance URL with a one-time ticket (sessions are per host),
+    landing on the engine's status page or, with ?to=config / ?next=/config, its configuration."""
     if instance is None:
         raise Http404
+    page = "/config" if request.GET.get("to") == "config" or request.GET.get("next") == "/config" else "/"
     ticket = access.ticket_issue(instance=instance, user=request.user)
-    return HttpResponseRedirect(f"{instance.url}/__quantmesh/login?ticket={ticket}")
+    return HttpResponseRedirect(f"{instance.url}/__quantmesh/login?ticket={ticket}&next={page}")
+
+
+@login_required
+def instance_open(request, instance_id: str):
+    return _hand_over(request, selectors.instance_get(owner=request.user, instance_id=instance_id))
+
+
+@login_required
+def instance_open_by_host(request, slug: str):
+    """Where a browser without access to an instance host is sent (after the portal's login): the
+    owner is handed over; anyone else gets the same 404 as an unknown instance."""
+    return _hand_over(request, selectors.instance_list(owner=request.user).filter(slug=slug).first())
 
 
 def instance_ticket_login(request):
@@ -173,7 +186,8 @@ def instance_ticket_login(request):
     value = slug and access.ticket_redeem(ticket=request.GET.get("ticket", ""), slug=slug)
     if not value:
         raise Http404
-    response = HttpResponseRedirect("/")
+    page = request.GET.get("next", "/")
+    response = HttpResponseRedirect(page if page in access.HANDOVER_PAGES else "/")
     response.set_cookie(
         access.INSTANCE_COOKIE,
         value,
