@@ -41,10 +41,8 @@
     const text = label("trading-" + state, state);
     setBadge(badge, because ? label("format", "%(state)s: %(cause)s").replace("%(state)s", text).replace("%(cause)s", because) : text,
       TONE[state]);
-    const reasonLine = document.getElementById("trading-reason");
-    reasonLine.textContent = reason || "";
-    reasonLine.hidden = !reason;
-    reasonLine.classList.toggle("error", state === "error" || state === "not_answering");
+    document.getElementById("trading-reason").textContent = reason || "";
+    document.getElementById("trading-reason-line").hidden = !reason;
     document.getElementById("trading-fix").hidden = !["error", "not_answering", "paused"].includes(state);
   }
 
