@@ -24,7 +24,6 @@ from instances.models import Instance
 from instances.services import instance_change_plan
 from quantmesh.crypto import decrypt
 from tests.db import committing_db
-from tests.waiting import wait_for
 from tests.instances.conftest import running_rows
 from tests.waiting import wait_for
 
