@@ -251,6 +251,7 @@ def instance_spec(instance: Instance) -> InstanceSpec:
         "max_trading_pairs": plan.max_trading_pairs,
         "proxy_secret": decrypt(instance.proxy_secret_encrypted),
         "paper_only": entitlements_for(instance.owner).paper_only,
+        "console_url": f"{settings.QM_PUBLIC_URL}/instances/{instance.instance_id}",
     }
     return InstanceSpec(
         instance_id=instance.instance_id,

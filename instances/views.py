@@ -165,7 +165,8 @@ def _hand_over(request, instance):
         raise Http404
     page = "/config" if request.GET.get("to") == "config" or request.GET.get("next") == "/config" else "/"
     ticket = access.ticket_issue(instance=instance, user=request.user)
-    return HttpResponseRedirect(f"{instance.url}/__quantmesh/login?ticket={ticket}&next={page}")
+    language = "zh-hans" if (request.LANGUAGE_CODE or "").startswith("zh") else "en"
+    return HttpResponseRedirect(f"{instance.url}/__quantmesh/login?ticket={ticket}&next={page}&lang={language}")
 
 
 @login_required
@@ -196,4 +197,7 @@ def instance_ticket_login(request):
         secure=request.is_secure(),
         samesite="Lax",
     )
+    # The engine's pages speak the console's language (they read this cookie).
+    if request.GET.get("lang") in ("en", "zh-hans"):
+        response.set_cookie("qm_language", request.GET["lang"], max_age=365 * 86400, samesite="Lax")
     return response
