@@ -10,6 +10,7 @@ engine's per-instance secret, so the engine trusts only requests that came throu
 from __future__ import annotations
 
 import json
+from http.cookies import CookieError, SimpleCookie
 
 import aiohttp
 from asgiref.sync import sync_to_async
@@ -42,6 +43,15 @@ def _header(scope, name: bytes) -> str:
         if key == name:
             return value.decode("latin-1")
     return ""
+
+
+def _cookie(scope, name: str) -> str | None:
+    jar = SimpleCookie()
+    try:
+        jar.load(_header(scope, b"cookie"))
+    except CookieError:
+        return None
+    return jar[name].value if name in jar else None
 
 
 async def _send_simple(send, status: int, body: bytes, content_type: bytes, extra: list | None = None):
@@ -99,6 +109,10 @@ class InstanceRouter:
             if key.decode("latin-1").lower() not in STRIPPED_REQUEST
         }
         headers[PROXY_SECRET_HEADER] = grant.proxy_secret
+        # Cookies stay here; the console's language choice (set at the hand-over) goes on as a header.
+        language = _cookie(scope, "qm_language")
+        if language in ("en", "zh-hans"):
+            headers["Accept-Language"] = "zh-CN,zh;q=0.9" if language == "zh-hans" else "en"
         headers["X-Forwarded-Proto"] = scope.get("scheme", "http")
 
         async def body():

@@ -12,6 +12,12 @@ import re
 
 # Words that are written in Latin script in Chinese text too (product names: "1Password" leaves "Password").
 LATIN_IN_CHINESE = {
+    # What customers type into the engine's configuration: exchange ids, the exchanges' own field name.
+    "paper",
+    "binance",
+    "okx",
+    "bybit",
+    "Passphrase",
     "QuantMesh",
     "Cloud",
     "CPU",
@@ -84,7 +90,7 @@ NOISE = re.compile(
 )
 ATTRIBUTES = re.compile(r'\s(?:aria-label|placeholder|title|alt|data-confirm|data-label|data-[a-z-]+)="([^"]*)"')
 SKIPPED_DATA = re.compile(
-    r'\sdata-(?:instance|api|status|state|tab|row|trading|state-label|action|autosubmit|local|level)="[^"]*"'
+    r'\sdata-(?:instance|api|status|desired|state|tab|row|trading|state-label|action|autosubmit|local|level)="[^"]*"'
 )
 CJK = re.compile(r"[\u3400-\u9fff\uff00-\uffef\u3000-\u303f]")
 # The language switch names each language in itself.

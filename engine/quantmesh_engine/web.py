@@ -380,7 +380,7 @@ td{display:grid;grid-template-columns:40% 1fr;border:0}td::before{content:attr(d
 """
 PAGE = """<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title} · {product}</title>
-<link rel="stylesheet" href="/static/engine.css"></head>
+<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/engine.css"></head>
 <body><header><strong>{product}</strong> <span>{instance}</span>{back}
 <a href="/">{status}</a><a href="/config">{configuration}</a></header>
 <main>{body}</main></body></html>"""

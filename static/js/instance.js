@@ -13,6 +13,9 @@
   const TONE = { running: "good", trading: "good", paused: "warn", restarting: "warn", failed: "bad",
     error: "bad", not_answering: "bad" };
   let status = root.dataset.status;
+  let desired = root.dataset.desired;
+  // Live data is asked only of an instance that runs and is meant to (not one being stopped or deleted).
+  const live = () => status === "running" && desired === "running";
 
   // --- state and actions ------------------------------------------------------------------
   function setBadge(element, text, tone) {
@@ -64,7 +67,7 @@
   function makeChart(id, series, data, extra) {
     const element = document.getElementById(id);
     const options = Object.assign({
-      width: chartWidth(element), height: 220, series: [{}].concat(series),
+      width: chartWidth(element), height: 220, series: [{ label: words.time }].concat(series),
       axes: [{}, { size: 70 }], legend: { live: true }, cursor: { drag: { x: true, y: false } },
     }, extra || {});
     const chart = new uPlot(options, data, element);
@@ -222,7 +225,7 @@
 
   // --- resources (live numbers; the chart's history comes with the trading view) ----------
   async function metrics() {
-    if (status !== "running") return; // a stopped instance has no live metrics: do not ask
+    if (!live()) return; // a stopped (or stopping) instance has no live metrics: do not ask
     const response = await fetch(api + "/metrics", { credentials: "same-origin" });
     if (!response.ok) return;
     const m = await response.json();
@@ -303,9 +306,9 @@
       } else if (message.type === "gap") {
         logState.textContent = logState.dataset.gap;
       } else if (message.type === "status") {
+        desired = message.desired_state || desired;
         showStatus(message.status);
-        loadTrading(false);
-        metrics();
+        if (live()) { loadTrading(false); metrics(); }
       }
     };
     socket.onclose = () => { logState.textContent = logState.dataset.reconnecting; setTimeout(connect, 2000); };
@@ -322,6 +325,6 @@
   connect();
   loadTrading(true);
   metrics();
-  setInterval(() => { if (status === "running") loadTrading(false); }, 5000);
+  setInterval(() => { if (live()) loadTrading(false); }, 5000);
   setInterval(metrics, 5000);
 })();
