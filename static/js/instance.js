@@ -163,7 +163,9 @@
     if (!symbols.length) {
       const note = document.createElement("p");
       note.className = "muted";
-      note.textContent = status === "running" ? label("trading-starting", "…") : words.notRunning;
+      const state = document.getElementById("trading-state").dataset.state;
+      note.textContent = !live() ? words.notRunning
+        : ["error", "not_answering"].includes(state) ? words.notTrading : label("trading-starting", "…");
       box.appendChild(note);
     }
     for (const s of symbols) {
@@ -215,7 +217,7 @@
     if (!response.ok) return;
     const body = await response.json();
     if (body.status !== status) showStatus(body.status);
-    showTrading(body.trading_state, body.trading_cause, body.trading_reason);
+    showTrading(body.trading_state, body.trading_cause, body.trading_reason);  // before the tables: they read it
     if (full || !history) history = body.history; else mergeHistory(body.history);
     mainSymbol = mainSymbol || (body.symbols[0] && body.symbols[0].symbol) || Object.keys(history.price)[0] || null;
     showSymbols(body.symbols);
