@@ -26,3 +26,13 @@ class AccountAdapter(DefaultAccountAdapter):
 
         email = credentials.get("email") or credentials.get("username") or ""
         login_failure_record(email=email, user=None, request=request, reason="invalid_credentials")
+
+    def add_message(self, request, level, message_template=None, message_context=None, extra_tags="", message=None):
+        # "Signed in" waits for the second factor: the password alone has not signed anyone in yet.
+        if message_template and message_template.endswith("logged_in.txt"):
+            from .selectors import user_has_two_factor
+
+            user = getattr(request, "user", None)
+            if user is not None and user.is_authenticated and user_has_two_factor(user):
+                return
+        super().add_message(request, level, message_template, message_context, extra_tags, message)

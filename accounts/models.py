@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class UserManager(BaseUserManager):
@@ -90,20 +91,20 @@ class SecurityEvent(models.Model):
     """Audit trail of security-relevant events, visible to the user and searchable by staff."""
 
     class Kind(models.TextChoices):
-        LOGIN_OK = "login_ok", "Login succeeded"
-        LOGIN_FAILED = "login_failed", "Login failed"
-        LOGIN_THROTTLED = "login_throttled", "Login throttled"
-        ACCOUNT_LOCKED = "account_locked", "Account locked"
-        LOGOUT = "logout", "Logged out"
-        OTP_FAILED = "otp_failed", "Two-factor code rejected"
-        TWO_FACTOR_ENABLED = "2fa_enabled", "Two-factor enabled"
-        TWO_FACTOR_DISABLED = "2fa_disabled", "Two-factor disabled"
-        BACKUP_CODES_GENERATED = "backup_codes_generated", "Backup codes generated"
-        BACKUP_CODE_USED = "backup_code_used", "Backup code used"
-        TOKEN_CREATED = "token_created", "API token created"
-        TOKEN_REVOKED = "token_revoked", "API token revoked"
-        PASSWORD_CHANGED = "password_changed", "Password changed"
-        TOKEN_GUESSING = "token_guessing", "Invalid API tokens throttled"
+        LOGIN_OK = "login_ok", _("Login succeeded")
+        LOGIN_FAILED = "login_failed", _("Login failed")
+        LOGIN_THROTTLED = "login_throttled", _("Login throttled")
+        ACCOUNT_LOCKED = "account_locked", _("Account locked")
+        LOGOUT = "logout", _("Logged out")
+        OTP_FAILED = "otp_failed", _("Two-factor code rejected")
+        TWO_FACTOR_ENABLED = "2fa_enabled", _("Two-factor enabled")
+        TWO_FACTOR_DISABLED = "2fa_disabled", _("Two-factor disabled")
+        BACKUP_CODES_GENERATED = "backup_codes_generated", _("Backup codes generated")
+        BACKUP_CODE_USED = "backup_code_used", _("Backup code used")
+        TOKEN_CREATED = "token_created", _("API token created")
+        TOKEN_REVOKED = "token_revoked", _("API token revoked")
+        PASSWORD_CHANGED = "password_changed", _("Password changed")
+        TOKEN_GUESSING = "token_guessing", _("Invalid API tokens throttled")
 
     user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="security_events")
     kind = models.CharField(max_length=32, choices=Kind.choices)

@@ -53,8 +53,9 @@ def security(request):
         "two_factor_enabled": enabled,
         "backup_codes_remaining": selectors.backup_codes_remaining(request.user) if enabled else 0,
         "events": selectors.security_event_list(user=request.user, limit=30),
-        "disable_form": DisableTwoFactorForm(),
-        "regenerate_form": CodeForm(),
+        # Two code fields on one page: each needs its own id (auto_id), the field names stay `code`.
+        "disable_form": DisableTwoFactorForm(auto_id="disable_%s"),
+        "regenerate_form": CodeForm(auto_id="regenerate_%s"),
         "new_backup_codes": request.session.pop("new_backup_codes", None),
     }
     return render(request, "accounts/security.html", context)

@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 class AlertKind(models.TextChoices):
     INSTANCE_DOWN = "instance_down", _("Instance down or crash-looping")
-    INSTANCE_UNHEALTHY = "instance_unhealthy", _("Instance unhealthy (stale heartbeat)")
+    INSTANCE_UNHEALTHY = "instance_unhealthy", _("Instance not trading (an error, or no heartbeat)")
     RISK_TRIGGERED = "risk_triggered", _("Risk control triggered")
     RESOURCE_HIGH = "resource_high", _("CPU or memory near the plan limit")
     PAYMENT_FAILED = "payment_failed", _("Payment failed")
@@ -42,9 +42,9 @@ class Alert(models.Model):
     """One alert, and what became of it on each channel (sent once per channel, retried on failure)."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SENT = "sent", "Sent"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alerts")
     instance = models.ForeignKey(

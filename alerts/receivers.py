@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.dispatch import receiver
 
 from backups.signals import backup_failed
@@ -29,8 +30,18 @@ INSTANCE_EVENTS = {
     ),
     "unhealthy": (
         AlertKind.INSTANCE_UNHEALTHY,
-        "{id} is unhealthy",
-        "The engine runs but its heartbeat is stale ({reason}). Check its logs.",
+        "{id} is not trading: {cause}",
+        "The engine runs but is not trading: {reason}.\n\nFix it: {fix_url}\nThe instance: {console_url}",
+    ),
+    "trading_error": (
+        AlertKind.INSTANCE_UNHEALTHY,
+        "{id} is not trading: {cause}",
+        "The engine runs but is not trading: {reason}.\n\nFix it: {fix_url}\nThe instance: {console_url}",
+    ),
+    "trading_paused": (
+        AlertKind.RISK_TRIGGERED,
+        "{id}: trading paused by risk control ({cause})",
+        "{reason}.\n\nReview the risk settings: {fix_url}\nThe instance: {console_url}",
     ),
 }
 
@@ -54,7 +65,14 @@ def alerts_for_instance_events(*, event_ids: list[int]) -> list:
     for event in events.order_by("pk"):
         kind, subject, message = INSTANCE_EVENTS[event.kind]
         instance = event.instance
-        values = {"id": instance.instance_id, "reason": event.detail.get("reason", "no reason recorded")}
+        values = {
+            "id": instance.instance_id,
+            "reason": event.detail.get("reason", "no reason recorded"),
+            "cause": _cause_words(event.detail.get("cause", "")),
+            **links(instance),
+        }
+        if event.kind == "unhealthy":
+            values.update(_why_unhealthy(instance))
         alert = alert_raise(
             user=instance.owner,
             kind=kind,
@@ -65,6 +83,29 @@ def alerts_for_instance_events(*, event_ids: list[int]) -> list:
         if alert is not None:
             raised.append(alert)
     return raised
+
+
+def links(instance) -> dict:
+    """Where the customer sees the instance, and where they fix its configuration (keys, grid, risk)."""
+    console = f"{settings.QM_PUBLIC_URL}/instances/{instance.instance_id}"
+    return {"console_url": console, "fix_url": f"{console}/open?to=config"}
+
+
+def _cause_words(cause: str) -> str:
+    from instances.presentation import cause_text
+
+    return cause_text(cause) or "unknown cause"
+
+
+def _why_unhealthy(instance) -> dict:
+    """An unhealthy engine is asked why (its trading state), so the alert names the cause, not a symptom."""
+    from instances.runtime import get_backend
+    from instances.trading import engine_status_fetch
+
+    engine_status_fetch(instance=instance, backend=get_backend())
+    if instance.trading_reason:
+        return {"reason": instance.trading_reason, "cause": _cause_words(instance.trading_cause)}
+    return {"reason": "its trading loop has not ticked recently (stale heartbeat)", "cause": "stale heartbeat"}
 
 
 @receiver(payment_failed)

@@ -4,6 +4,7 @@ each channel once, retried by the task), and the periodic watch over running eng
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -15,6 +16,8 @@ from . import telegram
 from .models import Alert, AlertKind, AlertSettings
 
 logger = logging.getLogger(__name__)
+# A Telegram chat id: a (negative for groups) integer, or a public channel's @username.
+TELEGRAM_CHAT_ID = re.compile(r"-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31}")
 
 
 class DeliveryFailed(Exception):
@@ -43,6 +46,13 @@ def alert_settings_update(
             code="invalid_request",
             message="telegram_chat_id: required to receive Telegram alerts (message the bot, then paste the chat id).",
             details={"telegram_chat_id": ["This field is required when Telegram is on."]},
+        )
+    chat_id = telegram_chat_id.strip()
+    if chat_id and not TELEGRAM_CHAT_ID.fullmatch(chat_id):
+        raise ApiError(
+            code="invalid_request",
+            message="telegram_chat_id: a number such as 123456789 (or -100… for a group), or a channel's @name.",
+            details={"telegram_chat_id": ["Not a Telegram chat id."]},
         )
     current = alert_settings_get(user=user)
     current.email_enabled = email_enabled

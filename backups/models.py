@@ -5,6 +5,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 def _backup_id() -> str:
@@ -15,17 +16,17 @@ class Backup(models.Model):
     """One backup of an instance's data: the engine's database, its config and (encrypted) secrets."""
 
     class Kind(models.TextChoices):
-        DAILY = "daily", "Daily"
-        MANUAL = "manual", "On request"
-        BEFORE_DELETE = "before_delete", "Before delete"
-        BEFORE_PLAN_CHANGE = "before_plan_change", "Before plan change"
-        BEFORE_UPGRADE = "before_upgrade", "Before image upgrade"
-        BEFORE_RESTORE = "before_restore", "Before restore"
-        BEFORE_MIGRATION = "before_migration", "Before a move to another region"
+        DAILY = "daily", _("Daily")
+        MANUAL = "manual", _("On request")
+        BEFORE_DELETE = "before_delete", _("Before delete")
+        BEFORE_PLAN_CHANGE = "before_plan_change", _("Before plan change")
+        BEFORE_UPGRADE = "before_upgrade", _("Before image upgrade")
+        BEFORE_RESTORE = "before_restore", _("Before restore")
+        BEFORE_MIGRATION = "before_migration", _("Before a move to another region")
 
     class Status(models.TextChoices):
-        OK = "ok", "OK"
-        FAILED = "failed", "Failed"
+        OK = "ok", _("OK")
+        FAILED = "failed", _("Failed")
 
     backup_id = models.CharField(max_length=32, unique=True, default=_backup_id)
     instance = models.ForeignKey("instances.Instance", on_delete=models.CASCADE, related_name="backups")

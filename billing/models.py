@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import get_language
 
 from .money import major_units
 
@@ -38,6 +39,11 @@ class Plan(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def display_name(self) -> str:
+        """The plan's name in the viewer's language (the console never shows the code)."""
+        return self.name_zh if (get_language() or "").startswith("zh") else self.name
 
     @property
     def price_monthly(self):

@@ -96,6 +96,20 @@ def authorize(*, slug: str, authorization: str, cookie_header: str, ip: str | No
     return InstanceAccess(instance=instance, proxy_secret=decrypt(instance.proxy_secret_encrypted))
 
 
+# Engine pages a hand-over may land on.
+HANDOVER_PAGES = {"/", "/config"}
+
+
+def browser_login_redirect(*, slug: str, method: str, path: str, accept: str, authorization: str) -> str | None:
+    """Where to send a browser that opens an instance host without access: the portal's login, then
+    the hand-over (the portal answers 404 there unless the signed-in user owns the instance). API
+    clients (no text/html, or a bearer token) keep their 404."""
+    if method != "GET" or authorization or "text/html" not in (accept or ""):
+        return None
+    page = path if path in HANDOVER_PAGES else "/"
+    return f"{settings.QM_PUBLIC_URL}/instances/host/{slug}/open?next={page}"
+
+
 def _session_store(session_key: str | None = None) -> SessionBase:
     from importlib import import_module
 

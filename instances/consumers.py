@@ -159,7 +159,16 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
         else:
             backlog = await sync_to_async(store.tail)(self.instance_id, lines)
             await self._send_lines(backlog)
-        await self.send(json.dumps({"type": "status", "status": instance.status, "kind": "connected"}))
+        await self.send(
+            json.dumps(
+                {
+                    "type": "status",
+                    "status": instance.status,
+                    "desired_state": instance.desired_state,
+                    "kind": "connected",
+                }
+            )
+        )
         self.heartbeat_task = asyncio.create_task(self._heartbeat())
 
     async def disconnect(self, code):
@@ -227,6 +236,14 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
 
     async def instance_status(self, event):
         await self.send(
-            json.dumps({"type": "status", "status": event["status"], "kind": event["kind"], "at": event["at"]})
+            json.dumps(
+                {
+                    "type": "status",
+                    "status": event["status"],
+                    "desired_state": event.get("desired_state"),
+                    "kind": event["kind"],
+                    "at": event["at"],
+                }
+            )
         )
         await self.send(json.dumps({"type": "event", "event": event["event"]}))

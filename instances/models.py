@@ -3,6 +3,18 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class TradingState(models.TextChoices):
+    """The engine's own trading state, beside the container's status (running ≠ trading)."""
+
+    STARTING = "starting", _("Starting")
+    TRADING = "trading", _("Trading")
+    PAUSED = "paused", _("Paused by risk control")
+    ERROR = "error", _("Not trading")
+    NOT_ANSWERING = "not_answering", _("Not answering")
+    STOPPED = "stopped", _("Not trading (stopped)")
 
 
 class Instance(models.Model):
@@ -10,21 +22,21 @@ class Instance(models.Model):
     runtime last reported (status); reconcile closes the gap."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        PROVISIONING = "provisioning", "Provisioning"
-        RUNNING = "running", "Running"
-        STOPPED = "stopped", "Stopped"
-        RESTARTING = "restarting", "Restarting"
-        DELETING = "deleting", "Deleting"
-        DELETED = "deleted", "Deleted"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        PROVISIONING = "provisioning", _("Provisioning")
+        RUNNING = "running", _("Running")
+        STOPPED = "stopped", _("Stopped")
+        RESTARTING = "restarting", _("Restarting")
+        DELETING = "deleting", _("Deleting")
+        DELETED = "deleted", _("Deleted")
+        FAILED = "failed", _("Failed")
         # Its server does not answer or is drained: nothing is known of the engine, nothing is lost.
-        UNREACHABLE = "unreachable", "Node unreachable"
+        UNREACHABLE = "unreachable", _("Node unreachable")
 
     class Desired(models.TextChoices):
-        RUNNING = "running", "Running"
-        STOPPED = "stopped", "Stopped"
-        DELETED = "deleted", "Deleted"
+        RUNNING = "running", _("Running")
+        STOPPED = "stopped", _("Stopped")
+        DELETED = "deleted", _("Deleted")
 
     instance_id = models.CharField(max_length=40, unique=True)
     slug = models.CharField(max_length=6, unique=True, help_text="The 6 characters in the id and the URL.")
@@ -60,6 +72,11 @@ class Instance(models.Model):
     region = models.CharField(max_length=40, blank=True, default="")
     # A move to another region in progress or failed: {"to", "step", "error"}; {} when none.
     migration = models.JSONField(default=dict, blank=True)
+    # What the engine itself says it is doing (its /api/status), as last read by the portal.
+    trading_state = models.CharField(max_length=16, choices=TradingState.choices, blank=True)
+    trading_cause = models.CharField(max_length=40, blank=True, help_text="e.g. keys_refused, risk rule names.")
+    trading_reason = models.CharField(max_length=300, blank=True, help_text="The engine's reason, in its words.")
+    trading_checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -135,3 +152,24 @@ class CustomDomain(models.Model):
 
     def __str__(self) -> str:
         return self.domain
+
+
+class EngineSample(models.Model):
+    """One reading of a running engine (every QM_ENGINE_SAMPLE_SECONDS): PnL, prices, positions and
+    resource use, kept QM_ENGINE_HISTORY_DAYS for the console's charts."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="samples")
+    at = models.DateTimeField(default=timezone.now)
+    realized_pnl = models.FloatField(default=0)
+    unrealized_pnl = models.FloatField(default=0)
+    cpu_usage = models.FloatField(null=True, blank=True)
+    memory_usage = models.FloatField(null=True, blank=True)
+    # {symbol: {"price": p, "position": q}}
+    symbols = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at"]
+        indexes = [models.Index(fields=["instance", "at"]), models.Index(fields=["at"])]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id} {self.at:%Y-%m-%d %H:%M:%S}"

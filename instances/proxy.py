@@ -10,10 +10,11 @@ engine's per-instance secret, so the engine trusts only requests that came throu
 from __future__ import annotations
 
 import json
+from http.cookies import CookieError, SimpleCookie
 
 import aiohttp
 from asgiref.sync import sync_to_async
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from rest_framework.exceptions import Throttled
 from yarl import URL
 
@@ -47,6 +48,15 @@ def _header(scope, name: bytes) -> str:
         if key == name:
             return value.decode("latin-1")
     return ""
+
+
+def _cookie(scope, name: str) -> str | None:
+    jar = SimpleCookie()
+    try:
+        jar.load(_header(scope, b"cookie"))
+    except CookieError:
+        return None
+    return jar[name].value if name in jar else None
 
 
 async def _send_simple(send, status: int, body: bytes, content_type: bytes, extra: list | None = None):
@@ -113,6 +123,15 @@ class InstanceRouter:
             body = json.dumps(throttled_body(throttled)).encode()
             return await _send_simple(send, 429, body, b"application/json", [(b"retry-after", wait)])
         if grant is None:
+            login = access.browser_login_redirect(
+                slug=slug,
+                method=scope["method"],
+                path=scope["path"],
+                accept=_header(scope, b"accept"),
+                authorization=_header(scope, b"authorization"),
+            )
+            if login:
+                return await _send_simple(send, 302, b"", b"text/plain", [(b"location", login.encode())])
             return await _not_found(send)
         await self._forward(scope, receive, send, grant)
 
@@ -132,6 +151,10 @@ class InstanceRouter:
             if key.decode("latin-1").lower() not in STRIPPED_REQUEST
         }
         headers[PROXY_SECRET_HEADER] = grant.proxy_secret
+        # Cookies stay here; the console's language choice (set at the hand-over) goes on as a header.
+        language = _cookie(scope, "qm_language")
+        if language in ("en", "zh-hans"):
+            headers["Accept-Language"] = "zh-CN,zh;q=0.9" if language == "zh-hans" else "en"
         headers["X-Forwarded-Proto"] = scope.get("scheme", "http")
 
         async def body():
@@ -183,6 +206,15 @@ def forward_auth(request):
         wait = str(int(throttled.wait or 1))
         return JsonResponse(throttled_body(throttled), status=429, headers={"Retry-After": wait})
     if not grant:
+        login = slug and access.browser_login_redirect(
+            slug=slug,
+            method=request.headers.get("X-Forwarded-Method", "GET"),
+            path=request.headers.get("X-Forwarded-Uri", "/").split("?")[0],
+            accept=request.headers.get("Accept", ""),
+            authorization=request.headers.get("Authorization", ""),
+        )
+        if login:
+            return HttpResponseRedirect(login)
         return JsonResponse({"error": {"code": "not_found", "message": "No such instance.", "details": {}}}, status=404)
     response = HttpResponse(status=200)
     response["X-QuantMesh-Instance"] = grant.instance.instance_id

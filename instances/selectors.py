@@ -11,6 +11,15 @@ def instance_list(*, owner) -> QuerySet[Instance]:
     return Instance.objects.filter(owner=owner).exclude(status=Instance.Status.DELETED).select_related("plan")
 
 
+def instance_list_deleted_with_data(*, owner) -> QuerySet[Instance]:
+    """Deleted instances whose data and backups are still kept (their Backups page restores them)."""
+    from django.utils import timezone
+
+    return Instance.objects.filter(
+        owner=owner, status=Instance.Status.DELETED, data_retained_until__gt=timezone.now()
+    ).order_by("-deleted_at")
+
+
 def instance_get(*, owner, instance_id: str) -> Instance | None:
     """The owner's instance; another tenant's (or a deleted) instance is simply not found."""
     return instance_list(owner=owner).filter(instance_id=instance_id).first()
@@ -58,6 +67,17 @@ def instance_metrics(*, instance: Instance) -> dict:
         "uptime": max(0, uptime),
         "last_active": last_active,
     }
+
+
+def instance_trading(*, instance: Instance) -> dict | None:
+    """The engine's live trading view (/api/trading) of a running instance, its state recorded on the
+    way; None when the instance is not running or the engine does not answer."""
+    from .runtime import get_backend
+    from .trading import engine_status_fetch
+
+    if instance.status != Instance.Status.RUNNING:
+        return None
+    return engine_status_fetch(instance=instance, backend=get_backend(), path="/api/trading?fills=100")
 
 
 def instance_export(*, instance: Instance, kind: str, query: dict):

@@ -466,6 +466,7 @@ def instance_spec(instance: Instance) -> InstanceSpec:
         "owner": instance.owner_id,
         "max_trading_pairs": plan.max_trading_pairs,
         "paper_only": entitlements_for(instance.owner).paper_only,
+        "console_url": f"{settings.QM_PUBLIC_URL}/instances/{instance.instance_id}",
     }
     # Handed over outside the volume (tmpfs or Docker secret), never written onto it.
     run_keys = {

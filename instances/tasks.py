@@ -57,3 +57,10 @@ def autoscale() -> int:
     from .autoscaling import autoscale_pass
 
     return autoscale_pass()
+
+
+@shared_task(expires=30)
+def sample_engines() -> int:
+    from .trading import engines_sample
+
+    return engines_sample()

@@ -9,13 +9,24 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from billing.selectors import entitlements_for, plan_list
 from quantmesh.api.errors import ApiError
 
-from . import access, domains, selectors, services
+from . import access, domains, presentation, selectors, services, trading
 
+ACTION_DONE = {
+    "start": gettext_lazy("Starting %(instance)s."),
+    "stop": gettext_lazy("Stopping %(instance)s."),
+    "restart": gettext_lazy("Restarting %(instance)s."),
+    "delete": gettext_lazy("Deleting %(instance)s; its data is kept for 30 days."),
+}
+ACTION_UNCHANGED = {
+    "start": gettext_lazy("%(instance)s is already running."),
+    "stop": gettext_lazy("%(instance)s is already stopped."),
+}
 ACTIONS = {
     "start": services.instance_start,
     "stop": services.instance_stop,
@@ -36,7 +47,8 @@ def instance_create(request):
     """Choose a plan, confirm, then watch the instance come up on its page."""
     rights = entitlements_for(request.user)
     plans = [plan for plan in plan_list() if rights.allows_plan(plan)]
-    chosen = request.POST.get("plan") or request.GET.get("plan")
+    # The customer's own plan is the default (not the first, cheapest one).
+    chosen = request.POST.get("plan") or request.GET.get("plan") or (rights.plan.code if rights.plan else None)
     if request.method == "POST" and request.POST.get("confirm") == "1":
         try:
             instance = services.instance_create(
@@ -57,11 +69,34 @@ def instance_create(request):
     return render(request, "instances/create.html", context)
 
 
+TABS = {"overview", "domains", "autoscaling"}
+
+
+def trading_context(instance) -> dict:
+    state, cause, reason = trading.trading_view(instance)
+    return {
+        "state": state,
+        "cause": cause,
+        "reason": reason,
+        "text": presentation.trading_text(state, cause),
+        "tone": presentation.TONE.get(state, "idle"),
+    }
+
+
 @login_required
 def instance_detail(request, instance_id: str):
     instance = _owned(request, instance_id)
+    tab = request.GET.get("tab", "overview")
+    if tab not in TABS:
+        raise Http404
     context = {
+        "tab": tab,
         "instance": instance,
+        "trading": trading_context(instance),
+        "status_tone": presentation.TONE.get(instance.status, "idle"),
+        "actions": presentation.actions_allowed(instance),
+        "plan_name": instance.plan.display_name,
+        "state_labels": presentation.labels(),
         "domains": instance.domains.all(),
         "cname_target": domains.cname_target(instance),
         "custom_domains_allowed": entitlements_for(request.user).has_feature("custom_domain"),
@@ -119,28 +154,42 @@ def instance_action(request, instance_id: str, action: str):
     if action not in ACTIONS:
         raise Http404
     instance = _owned(request, instance_id)
+    before = (instance.desired_state, instance.status)
     try:
-        ACTIONS[action](instance=instance, actor=request.user)
+        changed = ACTIONS[action](instance=instance, actor=request.user)
     except ApiError as error:
         messages.error(request, str(error.detail))
     else:
-        messages.success(
-            request,
-            _("%(action)s requested for %(instance)s.") % {"action": action.capitalize(), "instance": instance_id},
-        )
+        if action in ("start", "stop") and (changed.desired_state, changed.status) == before:
+            messages.info(request, ACTION_UNCHANGED[action] % {"instance": instance_id})
+        else:
+            messages.success(request, ACTION_DONE[action] % {"instance": instance_id})
     if action == "delete":
         return redirect("home")
     return redirect("instance_detail", instance_id=instance_id)
 
 
-@login_required
-def instance_open(request, instance_id: str):
-    """Send the owner's browser to the instance URL with a one-time ticket (sessions are per host)."""
-    instance = selectors.instance_get(owner=request.user, instance_id=instance_id)
+def _hand_over(request, instance):
+    """Send the owner's browser to the instance URL with a one-time ticket (sessions are per host),
+    landing on the engine's status page or, with ?to=config / ?next=/config, its configuration."""
     if instance is None:
         raise Http404
+    page = "/config" if request.GET.get("to") == "config" or request.GET.get("next") == "/config" else "/"
     ticket = access.ticket_issue(instance=instance, user=request.user, session_key=request.session.session_key)
-    return HttpResponseRedirect(f"{instance.url}/__quantmesh/login?ticket={ticket}")
+    language = "zh-hans" if (request.LANGUAGE_CODE or "").startswith("zh") else "en"
+    return HttpResponseRedirect(f"{instance.url}/__quantmesh/login?ticket={ticket}&next={page}&lang={language}")
+
+
+@login_required
+def instance_open(request, instance_id: str):
+    return _hand_over(request, selectors.instance_get(owner=request.user, instance_id=instance_id))
+
+
+@login_required
+def instance_open_by_host(request, slug: str):
+    """Where a browser without access to an instance host is sent (after the portal's login): the
+    owner is handed over; anyone else gets the same 404 as an unknown instance."""
+    return _hand_over(request, selectors.instance_list(owner=request.user).filter(slug=slug).first())
 
 
 def instance_ticket_login(request):
@@ -149,7 +198,8 @@ def instance_ticket_login(request):
     value = slug and access.ticket_redeem(ticket=request.GET.get("ticket", ""), slug=slug)
     if not value:
         raise Http404
-    response = HttpResponseRedirect("/")
+    page = request.GET.get("next", "/")
+    response = HttpResponseRedirect(page if page in access.HANDOVER_PAGES else "/")
     response.set_cookie(
         access.INSTANCE_COOKIE,
         value,
@@ -158,4 +208,7 @@ def instance_ticket_login(request):
         secure=request.is_secure(),
         samesite="Lax",
     )
+    # The engine's pages speak the console's language (they read this cookie).
+    if request.GET.get("lang") in ("en", "zh-hans"):
+        response.set_cookie("qm_language", request.GET["lang"], max_age=365 * 86400, samesite="Lax")
     return response

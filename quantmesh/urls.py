@@ -41,6 +41,8 @@ urlpatterns = [
     path("internal/engine-metrics/<str:instance_id>", metrics.engine_metrics_view, name="engine_metrics"),
     path("api/", include(api_urlpatterns)),
     path("instances/new", instance_views.instance_create, name="instance_create"),
+    path("instances/host/<slug:slug>/open", instance_views.instance_open_by_host, name="instance_open_by_host"),
+    path("support", views.support, name="support"),
     path("instances/<str:instance_id>", instance_views.instance_detail, name="instance_detail"),
     path("instances/<str:instance_id>/open", instance_views.instance_open, name="instance_open"),
     path("instances/<str:instance_id>/backups", backup_views.instance_backups, name="instance_backups"),

@@ -1,6 +1,6 @@
 """Site-wide pages: home, health, error pages."""
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 
@@ -11,11 +11,41 @@ def home(request):
     """The dashboard for customers (instances, plan usage); the plans for everyone else."""
     context = {"plans": plan_list()}
     if request.user.is_authenticated:
-        from instances.selectors import instance_list
+        from instances import presentation
+        from instances.selectors import instance_list, instance_list_deleted_with_data
+        from instances.trading import instances_with_pnl, trading_view
 
         context["entitlements"] = entitlements_for(request.user)
-        context["instances"] = list(instance_list(owner=request.user))
+        context["instances"] = instances_with_pnl(instance_list(owner=request.user))
+        for instance in context["instances"]:
+            state, cause, _reason = trading_view(instance)
+            instance.trading = {
+                "state": state,
+                "text": presentation.trading_text(state, cause),
+                "tone": presentation.TONE.get(state, "idle"),
+            }
+            instance.status_tone = presentation.TONE.get(instance.status, "idle")
+        context["state_labels"] = presentation.labels()
+        context["deleted_instances"] = list(instance_list_deleted_with_data(owner=request.user))
     return render(request, "home.html", context)
+
+
+def support(request):
+    """The manual's support page: contact, the service's status as seen now, the FAQ's answers."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        database_ok = True
+    except DatabaseError:
+        database_ok = False
+    context = {"database_ok": database_ok}
+    if request.user.is_authenticated and database_ok:
+        from instances.selectors import instance_list
+        from instances.trading import trading_view
+
+        running = instance_list(owner=request.user).filter(desired_state="running")
+        context["instances_not_trading"] = sum(trading_view(i)[0] != "trading" for i in running)
+    return render(request, "support.html", context)
 
 
 def healthz(request):

@@ -50,6 +50,8 @@ class Engine:
         self.counters: Counter = Counter()
         self.state = "starting"  # starting | running | error | stopped
         self.error = ""
+        # Why trading stopped, as a code the portal shows in words (ERROR_CAUSES); empty when not in error.
+        self.error_cause = ""
         self.config: EngineConfig | None = None
         self.exchange: Exchange | None = None
         self.traders: list[Trader] = []
@@ -121,10 +123,10 @@ class Engine:
             await self.exchange.close()
         self.exchange, self.traders = None, []
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, *, cause: str) -> None:
         if self.state != "error" or self.error != message:
-            event(logger, logging.ERROR, "trading stopped: " + message)
-        self.state, self.error = "error", message
+            event(logger, logging.ERROR, "trading stopped: " + message, cause=cause)
+        self.state, self.error, self.error_cause = "error", message, cause
 
     def prices_file(self, name: str) -> Path:
         """The replay file `name` in the data directory; a ConfigError when it is not a regular file
@@ -210,11 +212,11 @@ class Engine:
             try:
                 self.config = self.load_config()
             except ConfigError as error:
-                self._fail(f"invalid config: {error}")
+                self._fail(f"invalid config: {error}", cause="config_error")
                 return  # nothing to retry until the customer saves a valid config
             try:
                 await self._connect()
-                self.state, self.error = "running", ""
+                self.state, self.error, self.error_cause = "running", "", ""
                 event(
                     logger,
                     logging.INFO,
@@ -225,27 +227,30 @@ class Engine:
                 backoff = BACKOFF_START
                 await self._loop()
             except AuthError as error:
-                self._fail(str(error))
+                self._fail(str(error), cause="keys_refused")
                 await self._drop_exchange()
                 return  # refused keys do not get better by retrying; a config save restarts us
             except ConfigError as error:  # found with the exchange: the replay file, a fee, a minimum
-                self._fail(f"invalid config: {error}")
+                self._fail(f"invalid config: {error}", cause="config_error")
                 await self._drop_exchange()
                 return
             except ExchangeError as error:
-                self._fail(f"exchange error, retrying in {backoff:.0f} s: {error}")
+                self._fail(f"exchange error, retrying in {backoff:.0f} s: {error}", cause="exchange_unreachable")
                 await self._drop_exchange()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             except sqlite3.OperationalError as error:
                 # E.g. the disk is full: the failed write was rolled back and the database is intact.
                 # Pause trading and retry; it resumes by itself once the write goes through.
-                self._fail(f"cannot write the database ({error}), trading paused; retrying in {backoff:.0f} s")
+                self._fail(
+                    f"cannot write the database ({error}), trading paused; retrying in {backoff:.0f} s",
+                    cause="storage_error",
+                )
                 await self._drop_exchange()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             except (OSError, PriceFileError) as error:
-                self._fail(f"cannot read the price data: {error}")
+                self._fail(f"cannot read the price data: {error}", cause="config_error")
                 await self._drop_exchange()
                 return
 
@@ -293,7 +298,7 @@ class Engine:
             except AuthError:
                 raise
             except ExchangeError as error:
-                self._fail(f"exchange error, retrying in {backoff:.0f} s: {error}")
+                self._fail(f"exchange error, retrying in {backoff:.0f} s: {error}", cause="exchange_unreachable")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
@@ -329,6 +334,21 @@ class Engine:
         return cleared
 
     # --- what the web layer shows -------------------------------------------------------------
+
+    def trading_state(self) -> tuple[str, str, str]:
+        """(state, cause, reason): what the customer must see beside the container's status.
+
+        state is trading, paused (risk control holds buys; cause names the rules), error (cause:
+        config_error, keys_refused, exchange_unreachable, storage_error), starting or stopped."""
+        if self.state == "error":
+            return "error", self.error_cause, self.error
+        if self.state != "running":
+            return self.state, "", ""
+        rules = sorted({rule for t in self.traders if t.view.state != "ok" for rule in t.view.state.split(",")})
+        if rules:
+            paused = ", ".join(t.symbol for t in self.traders if t.view.state != "ok")
+            return "paused", ",".join(rules), f"risk control ({', '.join(rules)}) paused buying of {paused}"
+        return "trading", "", ""
 
     def healthy(self) -> bool:
         if self.state != "running" or self.last_tick_at is None or self.config is None:

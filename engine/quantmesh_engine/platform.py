@@ -15,6 +15,7 @@ class Platform:
     max_trading_pairs: int | None = None
     proxy_secret: str | None = None
     paper_only: bool = False  # the no-card trial trades on the paper exchange only
+    console_url: str = ""  # the instance's page in the portal's console (the engine pages link back)
 
     def __repr__(self) -> str:
         return f"Platform(instance_id={self.instance_id!r}, max_trading_pairs={self.max_trading_pairs!r})"
@@ -31,6 +32,7 @@ def load_platform(path: Path) -> Platform | None:
         max_trading_pairs=int(pairs) if pairs is not None else None,
         proxy_secret=str(data["proxy_secret"]) if data.get("proxy_secret") else None,
         paper_only=bool(data.get("paper_only", False)),
+        console_url=str(data.get("console_url") or ""),
     )
 
 

@@ -6,7 +6,6 @@ secret from platform.yaml in X-QuantMesh-Proxy-Secret.
 
 from __future__ import annotations
 
-import base64
 import csv
 import hashlib
 import hmac
@@ -20,6 +19,7 @@ from secrets import token_hex
 import yaml
 from aiohttp import web
 
+from . import pages_i18n
 from .app import Engine
 from .config import ConfigError, parse_config, save_config
 from .secrets import FIELDS, ExchangeSecrets, mask
@@ -97,11 +97,15 @@ def status_payload(engine: Engine) -> dict:
             }
         )
     config = engine.config
+    trading_state, trading_cause, trading_reason = engine.trading_state()
     return {
         "instance_id": engine.platform.instance_id if engine.platform else "local",
         "version": engine.version,
         "state": engine.state,
         "error": engine.error or None,
+        "trading_state": trading_state,
+        "trading_cause": trading_cause,
+        "trading_reason": trading_reason,
         "healthy": engine.healthy(),
         "exchange": config.exchange_id if config else None,
         "testnet": config.exchange.testnet if config else None,
@@ -119,7 +123,13 @@ async def healthz(request: web.Request) -> web.Response:
     body names: the engine is alive and serving, but not trading)."""
     engine = request.app[ENGINE_KEY]
     healthy = engine.healthy()
-    body = {"status": "ok" if healthy else engine.state, "last_tick_at": iso(engine.last_tick_at)}
+    trading_state, trading_cause, _ = engine.trading_state()
+    body = {
+        "status": "ok" if healthy else engine.state,
+        "last_tick_at": iso(engine.last_tick_at),
+        "trading_state": trading_state,
+        "trading_cause": trading_cause,
+    }
     if engine.error:
         body["error"] = engine.error
     warnings = _warnings(engine)
@@ -144,6 +154,37 @@ def _warnings(engine: Engine) -> list[str]:
 
 async def api_status(request: web.Request) -> web.Response:
     return web.json_response(status_payload(request.app[ENGINE_KEY]))
+
+
+FILLS_LIMIT_MAX = 500
+
+
+async def api_trading(request: web.Request) -> web.Response:
+    """The status with each symbol's open grid orders and recent fills (newest first, `?fills=N`,
+    at most 500), for the portal's trading charts and tables."""
+    engine = request.app[ENGINE_KEY]
+    try:
+        limit = int(request.query.get("fills", "100"))
+    except ValueError:
+        return error_response(
+            400, "invalid_request", "fills: a whole number from 1 to 500.", fills=request.query["fills"]
+        )
+    if not 1 <= limit <= FILLS_LIMIT_MAX:
+        return error_response(400, "invalid_request", "fills: a whole number from 1 to 500.", fills=limit)
+    payload = status_payload(engine)
+    traders = {t.symbol: t for t in engine.traders}
+    for entry in payload["symbols"]:
+        trader = traders[entry["symbol"]]
+        entry["orders"] = [
+            {"side": o.side, "level": o.level, "price": o.price, "amount": o.amount} for o in trader.open_orders()
+        ]
+        entry["fills"] = [
+            {"time": iso(ts), "side": side, "price": price, "amount": amount, "fee": fee, "realized_pnl": pnl}
+            for ts, _symbol, side, price, amount, fee, _currency, pnl, _client, _level in engine.store.fills(
+                symbol=entry["symbol"], limit=limit, newest_first=True
+            )
+        ]
+    return web.json_response(payload)
 
 
 def _config_view(engine: Engine) -> dict:
@@ -223,7 +264,10 @@ async def api_risk_clear(request: web.Request) -> web.Response:
 
 
 async def page_risk_clear(request: web.Request) -> web.Response:
-    request.app[ENGINE_KEY].clear_risk()
+    engine = request.app[ENGINE_KEY]
+    if _forged_form(request, engine, await request.post()):
+        return _csrf_refused()
+    engine.clear_risk()
     raise web.HTTPSeeOther("/config")
 
 
@@ -369,25 +413,40 @@ async def metrics(request: web.Request) -> web.Response:
 
 # --- pages ---------------------------------------------------------------------------------
 
-STYLE = """body{font-family:system-ui,sans-serif;margin:0;color:#111827;background:#f9fafb}
-header{background:#0f172a;color:#e5e7eb;padding:12px 20px} header a{color:#93c5fd;margin-left:16px}
-main{max-width:1000px;margin:0 auto;padding:20px} .card{background:#fff;border:1px solid #e5e7eb;border-radius:8px;
-padding:16px;margin-bottom:16px} table{width:100%;border-collapse:collapse} td,th{text-align:left;padding:4px 8px;
-border-bottom:1px solid #e5e7eb} .error{color:#b91c1c} .ok{color:#047857} label{display:block;margin-top:10px}
-input,select{padding:6px;width:100%;max-width:380px} button{margin-top:14px;padding:8px 16px;background:#1d4ed8;
-color:#fff;border:0;border-radius:6px}"""
-PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">{refresh}<title>{title} · QuantMesh engine</title>
-<style>{style}</style></head>
-<body><header><strong>QuantMesh engine</strong> {instance}
-<a href="/">Status</a><a href="/config">Configuration</a></header>
+STYLESHEET = """body{font-family:system-ui,-apple-system,"PingFang SC","Microsoft YaHei",sans-serif;margin:0;
+color:#111827;background:#f9fafb;line-height:1.5}header{background:#0f172a;color:#e5e7eb;padding:12px 16px;display:flex;
+flex-wrap:wrap;gap:6px 16px;align-items:center}header a{color:#93c5fd}main{max-width:1000px;margin:0 auto;padding:16px}
+.card{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:16px;margin-bottom:16px;overflow-wrap:anywhere}
+table{width:100%;border-collapse:collapse}td,th{text-align:left;padding:4px 8px;border-bottom:1px solid #e5e7eb;
+font-variant-numeric:tabular-nums}.error{color:#b91c1c}.ok{color:#047857}.muted{color:#4b5563}
+label{display:block;margin-top:10px}input{padding:6px;width:100%;max-width:380px;box-sizing:border-box}
+input[type=checkbox]{width:auto}button{margin-top:14px;padding:8px 16px;background:#1d4ed8;color:#fff;border:0;
+border-radius:6px;font-size:1rem}dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px}dd{margin:0}
+.badge{display:inline-block;padding:2px 10px;border-radius:999px;border:1px solid;font-weight:600}
+.tone-good{color:#065f46;background:#ecfdf5}.tone-warn{color:#92400e;background:#fffbeb}
+.tone-bad{color:#991b1b;background:#fef2f2}.tone-idle{color:#374151;background:#f3f4f6}
+@media (max-width:640px){thead{display:none}
+tr{display:block;border:1px solid #e5e7eb;border-radius:6px;margin-bottom:6px}
+td{display:grid;grid-template-columns:40% 1fr;border:0}td::before{content:attr(data-label);color:#4b5563}}
+"""
+PAGE = """<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title} · {product}</title>
+<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/engine.css"></head>
+<body><header><strong>{product}</strong> <span>{instance}</span>{back}
+<a href="/">{status}</a><a href="/config">{configuration}</a></header>
 <main>{body}</main></body></html>"""
-# The pages run no script and load nothing: only their own inline style (by its hash), forms to
-# themselves, never framed.
+STATE_WORDS = {
+    "trading": ("Trading", "good"),
+    "paused": ("Paused by risk control", "warn"),
+    "error": ("Not trading", "bad"),
+    "starting": ("Starting", "idle"),
+    "stopped": ("Stopped", "idle"),
+}
+# The pages run no script and load nothing but their own stylesheet; forms post to themselves; never framed.
 CSP = "; ".join(
     [
         "default-src 'none'",
-        "style-src 'sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode() + "'",
+        "style-src 'self'",
         "img-src 'self'",
         "form-action 'self'",
         "frame-ancestors 'none'",
@@ -430,58 +489,120 @@ def csrf_valid(engine: Engine, token: str) -> bool:
     return hmac.compare_digest(mac.encode(), _csrf_mac(engine, int(issued)).encode())
 
 
-def _page(engine: Engine, title: str, body: str, refresh: bool = False) -> web.Response:
-    instance = html.escape(engine.platform.instance_id if engine.platform else "local")
+def _forged_form(request: web.Request, engine: Engine, form) -> bool:
+    """A form post sent from another site, or without a fresh token from this engine's own page."""
+    cross_site = request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none")
+    return cross_site or not csrf_valid(engine, str(form.get(CSRF_FIELD, "")))
+
+
+def _csrf_refused() -> web.Response:
+    return error_response(403, "csrf_failed", "The form is stale or came from another site: reload the page.")
+
+
+def _language(request: web.Request) -> str:
+    return pages_i18n.language(request.cookies.get("qm_language"), request.headers.get("Accept-Language"))
+
+
+def _page(request: web.Request, title: str, body: str) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    lang = _language(request)
+    t = lambda text: html.escape(pages_i18n.translate(text, lang))  # noqa: E731
+    console = engine.platform.console_url if engine.platform else ""
     text = PAGE.format(
-        style=STYLE,
-        title=html.escape(title),
+        lang="zh-hans" if lang == "zh" else "en",
+        title=t(title),
+        product=t("QuantMesh engine"),
         body=body,
-        instance=instance,
-        refresh='<meta http-equiv="refresh" content="5">' if refresh else "",
+        instance=html.escape(engine.platform.instance_id if engine.platform else "local"),
+        back=f'<a href="{html.escape(console)}">← {t("Back to the console")}</a>' if console else "",
+        status=t("Status"),
+        configuration=t("Configuration"),
     )
-    return web.Response(text=text, content_type="text/html")
+    return web.Response(text=text, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+
+async def stylesheet(request: web.Request) -> web.Response:
+    return web.Response(text=STYLESHEET, content_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
+
+def _amount(value: float | None, digits: int = 8) -> str:
+    """Numbers people read: no float noise (30095.817744871787 → 30,095.82 for prices)."""
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}".rstrip("0").rstrip(".") if digits > 2 else f"{value:,.2f}"
 
 
 async def page_status(request: web.Request) -> web.Response:
+    """What the engine is doing now (the console has the charts and history): no automatic reload."""
     engine = request.app[ENGINE_KEY]
+    lang = _language(request)
+    t = lambda text: html.escape(pages_i18n.translate(text, lang))  # noqa: E731
     status = status_payload(engine)
     e = html.escape
-    state_class = "ok" if status["healthy"] else "error"
-    parts = [f'<div class="card"><h1>Status: <span class="{state_class}">{e(status["state"])}</span></h1>']
-    if status["error"]:
-        parts.append(f'<p class="error">{e(status["error"])}</p><p><a href="/config">Fix the configuration</a></p>')
-    parts.append(f"<p>Exchange: {e(str(status['exchange']))} · last tick: {e(str(status['last_tick_at']))}</p></div>")
+    words, tone = STATE_WORDS.get(status["trading_state"], (status["trading_state"], "idle"))
+    parts = [f'<div class="card"><h1>{t("Status")}: <span class="badge tone-{tone}">{t(words)}</span></h1>']
+    if status["trading_reason"]:
+        parts.append(f"<p><code>{e(status['trading_reason'])}</code></p>")
+    if status["trading_state"] in ("error", "paused"):
+        parts.append(f'<p><a href="/config">{t("Fix the configuration")}</a></p>')
+    tick = status["last_tick_at"]
+    parts.append(
+        f"<dl><dt>{t('Exchange')}</dt><dd>{e(str(status['exchange'] or '—'))}</dd>"
+        f"<dt>{t('Last tick')}</dt><dd>{e(tick[:19].replace('T', ' ') + ' UTC' if tick else '—')}</dd></dl>"
+        f'<p class="muted">{t("This page shows the engine as it is now; the console shows charts and history.")}</p>'
+        "</div>"
+    )
     for s in status["symbols"]:
+        risk = t("OK") if s["risk_state"] == "ok" else e(s["risk_state"])
         parts.append(
-            f'<div class="card"><h2>{e(s["symbol"])}</h2><table>'
-            f"<tr><th>Price</th><td>{s['price']}</td><th>Position</th><td>{s['position']:.8g}</td></tr>"
-            f"<tr><th>Realised PnL</th><td>{s['realized_pnl']:.4f}</td><th>Unrealised PnL</th>"
-            f"<td>{s['unrealized_pnl']:.4f}</td></tr>"
-            f"<tr><th>Fees</th><td>{s['fees']:.4f}</td><th>Risk</th><td>{e(s['risk_state'])}</td></tr></table>"
+            f'<div class="card"><h2>{e(s["symbol"])}</h2><dl>'
+            f"<dt>{t('Price')}</dt><dd>{_amount(s['price'], 2)}</dd>"
+            f"<dt>{t('Position')}</dt><dd>{_amount(s['position'])}</dd>"
+            f"<dt>{t('Realised PnL')}</dt><dd>{_amount(s['realized_pnl'], 2)}</dd>"
+            f"<dt>{t('Unrealised PnL')}</dt><dd>{_amount(s['unrealized_pnl'], 2)}</dd>"
+            f"<dt>{t('Fees')}</dt><dd>{_amount(s['fees'], 2)}</dd><dt>{t('Risk')}</dt><dd>{risk}</dd></dl>"
         )
-        trader = next(t for t in engine.traders if t.symbol == s["symbol"])
+        trader = next(tr for tr in engine.traders if tr.symbol == s["symbol"])
+        heads = [t("Side"), t("Level"), t("Price"), t("Amount")]
         rows = "".join(
-            f"<tr><td>{o.side}</td><td>{o.level}</td><td>{o.price:.8g}</td><td>{o.amount:.8g}</td></tr>"
+            "<tr>"
+            + "".join(
+                f'<td data-label="{head}">{value}</td>'
+                for head, value in zip(heads, (t(o.side), o.level, _amount(o.price, 2), _amount(o.amount)), strict=True)
+            )
+            + "</tr>"
             for o in trader.open_orders()
         )
-        parts.append(
-            f"<h3>Open orders (grid levels)</h3><table><tr><th>Side</th><th>Level</th><th>Price</th>"
-            f"<th>Amount</th></tr>{rows}</table>"
-        )
+        parts.append(_table(t("Open orders (grid levels)"), heads, rows, t("None yet.")))
+        heads = [t("Time"), t("Side"), t("Price"), t("Amount"), t("PnL")]
         fills = "".join(
-            f"<tr><td>{iso(ts)}</td><td>{side}</td><td>{price:.8g}</td><td>{amount:.8g}</td><td>{pnl:.4f}</td></tr>"
+            "<tr>"
+            + "".join(
+                f'<td data-label="{head}">{value}</td>'
+                for head, value in zip(
+                    heads,
+                    (iso(ts)[:19].replace("T", " "), t(side), _amount(price, 2), _amount(amount), _amount(pnl, 2)),
+                    strict=True,
+                )
+            )
+            + "</tr>"
             for ts, _sym, side, price, amount, _f, _fc, pnl, _c, _l in engine.store.fills(
                 symbol=s["symbol"], limit=20, newest_first=True
             )
         )
-        parts.append(
-            f"<h3>Recent trades</h3><table><tr><th>Time (UTC)</th><th>Side</th><th>Price</th><th>Amount</th>"
-            f"<th>PnL</th></tr>{fills}</table></div>"
-        )
-    return _page(engine, "Status", "".join(parts), refresh=True)
+        parts.append(_table(t("Recent trades") + " (UTC)", heads, fills, t("None yet.")) + "</div>")
+    return _page(request, "Status", "".join(parts))
 
 
-def _config_form(engine: Engine, config: dict, secrets: dict, errors: list[str]) -> str:
+def _table(title: str, heads: list[str], rows: str, empty: str) -> str:
+    header = "".join(f'<th scope="col">{head}</th>' for head in heads)
+    body = rows or f'<tr><td colspan="{len(heads)}">{empty}</td></tr>'
+    return f"<h3>{title}</h3><table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _config_form(request: web.Request, config: dict, secrets: dict, errors: list[str]) -> str:
+    engine = request.app[ENGINE_KEY]
+    lang = _language(request)
     e = html.escape
     grid, risk, exchange = config.get("grid", {}), config.get("risk", {}), config.get("exchange", {})
 
@@ -492,55 +613,60 @@ def _config_form(engine: Engine, config: dict, secrets: dict, errors: list[str])
             f'<input id="{name}" name="{name}" type="{kind}" value="{e(str(value))}" autocomplete="off">'
         )
 
-    problems = "".join(f"<li>{e(p)}</li>" for p in errors)
+    t = lambda text: pages_i18n.translate(text, lang)  # noqa: E731
+    problems = "".join(f"<li><code>{e(p)}</code></li>" for p in errors)
     pairs = engine.max_trading_pairs
+    symbols_label = t("Symbols, comma separated")
+    if pairs:
+        symbols_label += f" ({t('your plan: at most {pairs}').format(pairs=pairs)})"
     return (
         (f'<div class="card error"><ul>{problems}</ul></div>' if problems else "")
-        + '<form method="post" class="card"><h1>Configuration</h1>'
+        + f'<form method="post" class="card"><h1>{e(t("Configuration"))}</h1>'
         + f'<input type="hidden" name="{CSRF_FIELD}" value="{e(csrf_token(engine))}">'
-        + field("exchange", "Exchange (paper, binance, okx, bybit, …)", exchange.get("name", "paper"))
+        + field("exchange", t("Exchange (paper, binance, okx, bybit, …)"), exchange.get("name", "paper"))
         + '<label><input type="checkbox" name="testnet" value="1"'
         + (" checked" if exchange.get("testnet") else "")
-        + "> Testnet / sandbox</label>"
-        + field("api_key", "API key", secrets.get("api_key", ""))
-        + field("secret", "API secret", secrets.get("secret", ""), "password")
-        + field("passphrase", "Passphrase (OKX, KuCoin, Bitget)", secrets.get("passphrase", ""), "password")
-        + field(
-            "symbols",
-            f"Symbols, comma separated{f' (your plan: at most {pairs})' if pairs else ''}",
-            ",".join(config.get("symbols", [])),
-        )
-        + field("price_interval", "Grid price interval", grid.get("price_interval"))
-        + field("order_quote_size", "Order size (quote currency)", grid.get("order_quote_size"))
-        + field("buy_window", "Buy window (levels)", grid.get("buy_window"))
-        + field("sell_window", "Sell window (levels)", grid.get("sell_window"))
-        + field("max_layers", "Maximum grid layers", grid.get("max_layers"))
-        + field("stop_loss_pct", "Stop-loss % (empty: off)", risk.get("stop_loss_pct"))
-        + field("daily_loss_limit", "Daily loss limit (empty: off)", risk.get("daily_loss_limit"))
-        + field("max_position_quote", "Maximum position value (empty: off)", risk.get("max_position_quote"))
+        + f"> {e(t('Testnet / sandbox'))}</label>"
+        + field("api_key", t("API key"), secrets.get("api_key", ""))
+        + field("secret", t("API secret"), secrets.get("secret", ""), "password")
+        + field("passphrase", t("Passphrase (OKX, KuCoin, Bitget)"), secrets.get("passphrase", ""), "password")
+        + f'<p class="muted">{e(t("Give the key trading rights only, never withdrawals."))}</p>'
+        + field("symbols", symbols_label, ",".join(config.get("symbols", [])))
+        + field("price_interval", t("Grid price interval"), grid.get("price_interval"))
+        + field("order_quote_size", t("Order size (quote currency)"), grid.get("order_quote_size"))
+        + field("buy_window", t("Buy window (levels)"), grid.get("buy_window"))
+        + field("sell_window", t("Sell window (levels)"), grid.get("sell_window"))
+        + field("max_layers", t("Maximum grid layers"), grid.get("max_layers"))
+        + field("stop_loss_pct", t("Stop-loss % (empty: off)"), risk.get("stop_loss_pct"))
+        + field("daily_loss_limit", t("Daily loss limit (empty: off)"), risk.get("daily_loss_limit"))
+        + field("max_position_quote", t("Maximum position value (empty: off)"), risk.get("max_position_quote"))
         + '<label><input type="checkbox" name="post_only" value="1"'
         + (" checked" if grid.get("post_only", True) else "")
-        + "> Post-only (maker) orders; some exchanges cannot place them</label>"
-        + '<button type="submit">Save and restart</button></form>'
-        + _risk_card(engine)
+        + f"> {e(t('Post-only (maker) orders; some exchanges cannot place them'))}</label>"
+        + f'<button type="submit">{e(t("Save and restart"))}</button></form>'
+        + _risk_card(engine, t)
     )
 
 
-def _risk_card(engine: Engine) -> str:
-    stops = [f"{t.symbol}: {t.view.state}" for t in engine.traders if t.view.state != "ok"]
-    text = "; ".join(stops) if stops else "no risk stop is active"
+def _risk_card(engine: Engine, t) -> str:
+    stops = [f"{trader.symbol}: {trader.view.state}" for trader in engine.traders if trader.view.state != "ok"]
+    text = "; ".join(stops) if stops else t("no risk stop is active")
+    explanation = t(
+        "A stop-loss, the daily loss limit and a rapid-decline pause stay in force across restarts and config "
+        "saves until cleared here."
+    )
     return (
-        '<form method="post" action="/risk/clear" class="card"><h2>Risk stops</h2>'
-        f"<p>{html.escape(text)}. A stop-loss, the daily loss limit and a rapid-decline pause stay in force across "
-        "restarts and config saves until cleared here.</p>"
-        '<button type="submit" id="clear-risk">Clear risk stops and resume buying</button></form>'
+        f'<form method="post" action="/risk/clear" class="card"><h2>{html.escape(t("Risk stops"))}</h2>'
+        f"<p>{html.escape(text)}. {html.escape(explanation)}</p>"
+        f'<input type="hidden" name="{CSRF_FIELD}" value="{html.escape(csrf_token(engine))}">'
+        f'<button type="submit" id="clear-risk">{html.escape(t("Clear risk stops and resume buying"))}</button></form>'
     )
 
 
 async def page_config(request: web.Request) -> web.Response:
     engine = request.app[ENGINE_KEY]
     view = _config_view(engine)
-    return _page(engine, "Configuration", _config_form(engine, view["config"], view["secrets"], view["errors"]))
+    return _page(request, "Configuration", _config_form(request, view["config"], view["secrets"], view["errors"]))
 
 
 def _number(raw: str):
@@ -556,10 +682,8 @@ def _number(raw: str):
 async def page_config_post(request: web.Request) -> web.Response:
     engine = request.app[ENGINE_KEY]
     form = await request.post()
-    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none") or not csrf_valid(
-        engine, str(form.get(CSRF_FIELD, ""))
-    ):
-        return error_response(403, "csrf_failed", "The form is stale or came from another site: reload the page.")
+    if _forged_form(request, engine, form):
+        return _csrf_refused()
     current = _config_view(engine)["config"]
     config = {
         **current,
@@ -583,7 +707,7 @@ async def page_config_post(request: web.Request) -> web.Response:
     errors = await apply_config(engine, config, secrets)
     if errors:
         masked = {name: (mask(v) if v else "") for name, v in secrets.items()}
-        return _page(engine, "Configuration", _config_form(engine, config, masked, errors))
+        return _page(request, "Configuration", _config_form(request, config, masked, errors))
     raise web.HTTPSeeOther("/")
 
 
@@ -594,9 +718,11 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_get("/", page_status)
     app.router.add_get("/config", page_config)
     app.router.add_post("/config", page_config_post)
+    app.router.add_get("/static/engine.css", stylesheet)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/status", api_status)
+    app.router.add_get("/api/trading", api_trading)
     app.router.add_get("/api/config", api_config_get)
     app.router.add_put("/api/config", api_config_put)
     app.router.add_post("/api/restart", api_restart)

@@ -81,7 +81,13 @@ def write_platform(data_dir: Path, *, secret: str = "proxy-secret-for-tests", ma
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "platform.yaml").write_text(
         yaml.safe_dump(
-            {"instance_id": "qm-test01-1700000000", "owner": 1, "max_trading_pairs": max_pairs, "proxy_secret": secret}
+            {
+                "instance_id": "qm-test01-1700000000",
+                "owner": 1,
+                "max_trading_pairs": max_pairs,
+                "proxy_secret": secret,
+                "console_url": "https://portal.test/instances/qm-test01-1700000000",
+            }
         )
     )
     return secret

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import os
+import re
 import sqlite3
 import stat
 
@@ -305,6 +306,9 @@ def test_risk_stops_are_cleared_by_the_customer(data_dir):
             assert (await response.json())["cleared"] == ["stop_loss BTC/USDT"]
         await wait_for(lambda: engine.traders[0].view.state == "ok")
         async with session.post(base + "/risk/clear", allow_redirects=False) as response:
+            assert response.status == 403  # the page's form carries a CSRF token; a bare post is refused
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        async with session.post(base + "/risk/clear", data={"csrf_token": token}, allow_redirects=False) as response:
             assert response.status == 303 and response.headers["Location"] == "/config"
 
     serve(data_dir, scenario)

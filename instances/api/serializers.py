@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
+from instances.trading import trading_view
 from quantmesh.api.serializers import StrictInputSerializer
 
 
@@ -41,8 +42,20 @@ class InstanceOutputSerializer(serializers.Serializer):
     image = serializers.CharField()
     region = serializers.CharField(allow_blank=True)
     migration = serializers.DictField(help_text='A move in progress or failed: {"to", "from", "step", "error"}.')
+    trading_state = serializers.ChoiceField(
+        choices=["starting", "trading", "paused", "error", "not_answering", "stopped"],
+        help_text="What the engine is doing, beside the container's `status`: running is not trading.",
+    )
+    trading_cause = serializers.CharField(
+        allow_blank=True,
+        help_text="error: config_error, keys_refused, exchange_unreachable, storage_error, engine_not_answering; "
+        "paused: the risk rules (rapid_decline, max_position, stop_loss, daily_loss_limit).",
+    )
+    trading_reason = serializers.CharField(allow_blank=True, help_text="The engine's reason, in its words.")
+    trading_checked_at = serializers.DateTimeField(allow_null=True, help_text="When the portal last asked the engine.")
 
     def to_representation(self, instance) -> dict:
+        trading_state, trading_cause, trading_reason = trading_view(instance)
         return {
             "instance_id": instance.instance_id,
             "status": instance.status,
@@ -60,6 +73,10 @@ class InstanceOutputSerializer(serializers.Serializer):
             "image": instance.image,
             "region": instance.region,
             "migration": instance.migration,
+            "trading_state": trading_state,
+            "trading_cause": trading_cause,
+            "trading_reason": trading_reason,
+            "trading_checked_at": _iso(instance.trading_checked_at),
         }
 
 
@@ -85,6 +102,23 @@ class MetricsOutputSerializer(serializers.Serializer):
     memory_limit = serializers.IntegerField(help_text="MB.")
     uptime = serializers.IntegerField(help_text="Seconds since the container started.")
     last_active = serializers.DateTimeField(allow_null=True, help_text="The engine's last heartbeat.")
+
+
+class TradingQuerySerializer(StrictInputSerializer):
+    days = serializers.FloatField(min_value=0.01, max_value=7, default=1, help_text="History to include (at most 7).")
+
+
+class TradingOutputSerializer(serializers.Serializer):
+    instance_id = serializers.CharField()
+    status = serializers.CharField()
+    trading_state = serializers.CharField()
+    trading_cause = serializers.CharField(allow_blank=True)
+    trading_reason = serializers.CharField(allow_blank=True)
+    symbols = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Live, per symbol: price, position, realized_pnl, unrealized_pnl, fees, orders, fills.",
+    )
+    history = serializers.DictField(help_text="Columns: time (unix s), realized_pnl, unrealized_pnl, cpu_usage, …")
 
 
 class DomainInputSerializer(StrictInputSerializer):

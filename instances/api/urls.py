@@ -15,6 +15,7 @@ urlpatterns = [
     path("instances/<str:instance_id>/events", views.InstanceEventListApi.as_view(), name="instances-events"),
     path("events", views.AccountEventListApi.as_view(), name="events-list"),
     path("instances/<str:instance_id>/metrics", views.InstanceMetricsApi.as_view(), name="instances-metrics"),
+    path("instances/<str:instance_id>/trading", views.InstanceTradingApi.as_view(), name="instances-trading"),
     path("instances/<str:instance_id>/domains", views.InstanceDomainListApi.as_view(), name="instances-domains"),
     path(
         "instances/<str:instance_id>/domains/<str:domain>",

@@ -9,7 +9,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from instances import domains, selectors, services
+from instances import domains, selectors, services, trading
 from instances.events import event_view
 from instances.models import Instance
 from quantmesh.api import pagination
@@ -27,6 +27,8 @@ from .serializers import (
     LogsQuerySerializer,
     MetricsOutputSerializer,
     RegionOutputSerializer,
+    TradingOutputSerializer,
+    TradingQuerySerializer,
 )
 
 WAIT_PARAMETER = OpenApiParameter(
@@ -165,6 +167,31 @@ class InstanceMetricsApi(APIView):
     def get(self, request, instance_id: str):
         metrics = selectors.instance_metrics(instance=_get_instance(request, instance_id))
         return Response(MetricsOutputSerializer(metrics).data)
+
+
+class InstanceTradingApi(APIView):
+    """The trading picture: the engine's state and, while it runs, each symbol's price, position,
+    PnL, open grid orders and recent fills; with the history the portal keeps (up to 7 days)."""
+
+    @extend_schema(
+        parameters=[TradingQuerySerializer], responses=TradingOutputSerializer, operation_id="instances_trading"
+    )
+    def get(self, request, instance_id: str):
+        query = TradingQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        instance = _get_instance(request, instance_id)
+        live = selectors.instance_trading(instance=instance)
+        state, cause, reason = trading.trading_view(instance)
+        body = {
+            "instance_id": instance.instance_id,
+            "status": instance.status,
+            "trading_state": state,
+            "trading_cause": cause,
+            "trading_reason": reason,
+            "symbols": (live or {}).get("symbols", []),
+            "history": trading.trading_history(instance=instance, days=query.validated_data["days"]),
+        }
+        return Response(TradingOutputSerializer(body).data)
 
 
 class InstanceExportApi(APIView):

@@ -170,6 +170,8 @@ ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = env.str("ACCOUNT_EMAIL_VERIFICATION", default="mandatory")
 ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True  # confirming the e-mail signs the new customer in
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[QuantMesh Cloud] "
 ACCOUNT_LOGOUT_ON_GET = False
 # A password change ends every session, this one included (accounts.services.credentials_revoke_all).
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = True
@@ -398,6 +400,9 @@ QM_DNS_TIMEOUT_SECONDS = env.float("QM_DNS_TIMEOUT_SECONDS", default=2)
 QM_DOMAINS_PER_INSTANCE = env.int("QM_DOMAINS_PER_INSTANCE", default=5)
 QM_DOMAIN_PENDING_HOURS = env.int("QM_DOMAIN_PENDING_HOURS", default=72)  # unverified names are released after
 QM_WS_HEARTBEAT_SECONDS = env.float("QM_WS_HEARTBEAT_SECONDS", default=20)
+# How often the portal reads each running engine's trading state and PnL, and how long it keeps them.
+QM_ENGINE_SAMPLE_SECONDS = env.float("QM_ENGINE_SAMPLE_SECONDS", default=15)
+QM_ENGINE_HISTORY_DAYS = env.int("QM_ENGINE_HISTORY_DAYS", default=8)
 
 CELERY_BEAT_SCHEDULE = {
     "instances-reconcile": {"task": "instances.tasks.reconcile", "schedule": QM_RECONCILE_INTERVAL_SECONDS},
@@ -407,6 +412,7 @@ CELERY_BEAT_SCHEDULE = {
     "instances-autoscale": {"task": "instances.tasks.autoscale", "schedule": 60},
     "domains-recheck": {"task": "instances.tasks.domains_recheck", "schedule": 300},
     "alerts-watch": {"task": "alerts.tasks.watch", "schedule": 60},
+    "instances-sample-engines": {"task": "instances.tasks.sample_engines", "schedule": QM_ENGINE_SAMPLE_SECONDS},
     "backups-daily": {"task": "backups.tasks.daily", "schedule": 3600},  # each instance once a day
     "backups-prune": {"task": "backups.tasks.prune", "schedule": 3600},
 }

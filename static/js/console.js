@@ -7,3 +7,8 @@ document.querySelectorAll("form[data-confirm]").forEach((form) => {
 document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
   select.addEventListener("change", () => select.form.submit());
 });
+// Times marked data-local are shown in the viewer's time zone (the server writes UTC).
+document.querySelectorAll("time[data-local]").forEach((time) => {
+  const when = new Date(time.dateTime);
+  if (!isNaN(when)) { time.title = time.textContent; time.textContent = when.toLocaleString(); }
+});

@@ -181,3 +181,33 @@ def test_console_session_ends_when_idle_and_each_request_renews_it(client, user,
     Session.objects.filter(pk=session.pk).update(expire_date=timezone.now() - timedelta(seconds=1))  # idle too long
     response = client.get("/billing/")
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def test_confirming_the_email_signs_in_and_mails_carry_the_product_name(client):
+    """Confirming the e-mail signed nobody in (log in again), and the e-mail said "[example.com]"."""
+    user = signup_and_verify(client, email="fresh@example.com")
+    assert client.session.get("_auth_user_id") == str(user.pk)
+    home = client.get("/")
+    assert b"Create instance" in home.content
+    message = mail.outbox[-1]
+    assert message.subject.startswith("[QuantMesh Cloud]") and "example.com]" not in message.subject
+    assert "QuantMesh Cloud" in message.body
+
+
+def test_no_signed_in_banner_before_the_second_factor(client, two_factor_user, password):
+    user, clock, _ = two_factor_user
+    response = client.post("/accounts/login/", {"login": user.email, "password": password}, follow=True)
+    assert "/accounts/2fa/verify/" in response.redirect_chain[-1][0]
+    assert b"Successfully signed in" not in response.content
+    done = client.post("/accounts/2fa/verify/", {"code": clock.at_offset(1)}, follow=True)
+    assert done.status_code == 200 and b"Successfully signed in" not in done.content
+
+
+def test_security_page_ids_are_unique(client, two_factor_user, password):
+    user, _, codes = two_factor_user
+    web_login(client, user.email, password)
+    client.post("/accounts/2fa/verify/", {"code": codes[0]})
+    page = client.get("/accounts/security/").content.decode()
+    assert 'name="code"' in page
+    ids = re.findall(r'\sid="([^"]+)"', page)
+    assert ids and len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)

@@ -220,3 +220,65 @@ def test_console_notification_settings_keep_input_on_error(user, client, telegra
     )
     assert b"Notification settings saved." in response.content
     assert services.alert_settings_get(user=user).events == ["risk_triggered"]
+
+
+@committing_db
+def test_not_trading_alert_names_the_cause_and_links_to_the_fix(customer, both_channels, settings):
+    """The alert e-mail for an engine that runs but does not trade blamed a "stale heartbeat", with no
+    cause and no link: it now carries the engine's cause and reason and where to fix it."""
+    from instances.trading import engine_status_record
+
+    both_channels(customer)
+    instance = _row(customer, slug="alert2")
+    reason = "exchange error, retrying in 4 s: ExchangeNotAvailable: binance GET https://api.binance.com"
+    payload = {
+        "state": "error",
+        "trading_state": "error",
+        "trading_cause": "exchange_unreachable",
+        "trading_reason": reason,
+        "symbols": [],
+    }
+    engine_status_record(instance=instance, payload=payload)
+    alert = Alert.objects.get(user=customer, instance=instance)
+    assert alert.kind == "instance_unhealthy"
+    assert alert.subject == f"{instance.instance_id} is not trading: exchange unreachable"
+    assert reason in alert.message and "stale" not in alert.message
+    assert f"{settings.QM_PUBLIC_URL}/instances/{instance.instance_id}/open?to=config" in alert.message
+    assert instance.events.filter(kind="trading_error").exists()  # the change is on record
+    engine_status_record(instance=instance, payload=payload)  # the same state again: no new event
+    assert instance.events.filter(kind="trading_error").count() == 1
+
+
+@committing_db
+def test_risk_pause_alert_names_the_rule(customer, both_channels):
+    from instances.trading import engine_status_record
+
+    both_channels(customer)
+    instance = _row(customer, slug="alert3")
+    engine_status_record(instance=instance, payload={"trading_state": "trading", "symbols": []})
+    engine_status_record(
+        instance=instance,
+        payload={
+            "trading_state": "paused",
+            "trading_cause": "stop_loss",
+            "trading_reason": "risk control (stop_loss) paused buying of BTC/USDT",
+            "symbols": [],
+        },
+    )
+    alert = Alert.objects.get(user=customer, kind="risk_triggered")
+    assert "stop-loss" in alert.subject and "paused buying of BTC/USDT" in alert.message
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("chat_id", ["not-a-number", "12 34", "@ab", "1" * 21])
+def test_telegram_chat_id_must_be_a_chat_id(user, client, telegram, chat_id):
+    client.force_login(user)
+    response = client.post(
+        "/settings/notifications", {"telegram_enabled": "on", "telegram_chat_id": chat_id, "events": ["risk_triggered"]}
+    )
+    assert response.status_code == 200 and b"a number such as 123456789" in response.content
+    assert services.alert_settings_get(user=user).telegram_chat_id == ""
+    for good in ("-1001234567890", "@quantmesh_alerts"):
+        services.alert_settings_update(
+            user=user, email_enabled=True, telegram_enabled=True, telegram_chat_id=good, events=["risk_triggered"]
+        )

@@ -289,3 +289,30 @@ def test_console_backups_page(create_instance, runtime, customer, client):
     assert response.status_code == 302 and response["Location"] == f"/instances/{instance_id}"
     assert Instance.objects.get(instance_id=instance_id).events.filter(kind="restored").exists()
     assert client.get("/instances/qm-nope00-1700000000/backups").status_code == 404
+
+
+def test_restore_choices_say_what_happens_and_deleted_instances_stay_reachable(
+    create_instance, runtime, customer, client
+):
+    """Restoring into a new instance warned that the current data is replaced; a deleted instance's
+    backups could not be reached from the console, and their page linked back to a 404."""
+    from instances.services import instance_delete
+
+    instance_id = create_instance()["instance_id"]
+    client.force_login(customer)
+    client.post(f"/instances/{instance_id}/backups", {"action": "create"})
+    page = client.get(f"/instances/{instance_id}/backups").content.decode()
+    new_form = page[page.index("Restore this backup into a new instance") :]
+    new_form = new_form[: new_form.index("</form>")]
+    assert 'value="new"' in new_form and "replaced" not in new_form
+    same_form = page[page.index("Restore this backup into this instance") :]
+    assert 'value="same"' in same_form[: same_form.index("</form>")] and "replaced" in same_form
+    instance_delete(instance=Instance.objects.get(instance_id=instance_id), actor=customer)
+    wait_for(lambda: Instance.objects.get(instance_id=instance_id).status == "deleted", what="the deletion")
+    dashboard = client.get("/").content.decode()
+    assert f"/instances/{instance_id}/backups" in dashboard
+    page = client.get(f"/instances/{instance_id}/backups")
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert f'href="/instances/{instance_id}"' not in content  # no link to a page that is gone
+    assert 'value="same"' not in content and 'value="new"' in content

@@ -122,3 +122,31 @@ def test_traefik_provider_routes_each_instance_through_forward_auth(create_insta
         f"http://quantmesh-{instance.instance_id}:8080"
     )
     assert config["http"]["routers"][f"{name}-portal"]["rule"].endswith("PathPrefix(`/__quantmesh/`)")
+
+
+def test_a_browser_without_access_goes_to_the_portal_login_then_the_hand_over(
+    instance_portal, customer, password, make_user
+):
+    """The manual sends customers to https://instance-….: without a session that answered raw JSON.
+    A browser now goes to the portal's login and through the hand-over; non-owners still get 404."""
+    base, _, instance, host = instance_portal
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    response, _ = http_request(base, host, "/config", browser)
+    assert response.status == 302
+    login = urlparse(response.getheader("Location"))
+    assert login.path == f"/instances/host/{instance.slug}/open" and login.query == "next=/config"
+    unknown, _ = http_request(base, "instance-zzzzzz.localhost", "/", browser)
+    assert unknown.status == 302  # the same answer for any host: it reveals nothing
+    api, _ = http_request(base, host, "/api/status", {"Accept": "application/json"})
+    assert api.status == 404  # API clients keep their 404
+    portal_path = f"{login.path}?{login.query}"
+    anonymous, _ = http_request(base, "localhost", portal_path)
+    assert anonymous.status == 302 and "/accounts/login/" in anonymous.getheader("Location")
+    owner, _ = http_request(base, "localhost", portal_path, {"Cookie": console_login(base, customer.email, password)})
+    target = urlparse(owner.getheader("Location"))
+    assert owner.status == 302 and target.hostname == host
+    landed, _ = http_request(base, host, f"{target.path}?{target.query}")
+    assert landed.status == 302 and landed.getheader("Location") == "/config"
+    stranger = make_user()
+    other, _ = http_request(base, "localhost", portal_path, {"Cookie": console_login(base, stranger.email, password)})
+    assert other.status == 404

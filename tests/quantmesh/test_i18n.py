@@ -32,3 +32,78 @@ def test_every_console_string_is_translated():
     untranslated = [entry.msgid for entry in catalogue if not entry.translated() and not entry.obsolete]
     assert untranslated == []
     assert Path(str(PO).replace(".po", ".mo")).exists()  # compiled and committed: no gettext needed to run
+
+
+PAGES = [
+    "/",
+    "/support",
+    "/billing/",
+    "/instances/new",
+    "/accounts/tokens/",
+    "/accounts/security/",
+    "/settings/notifications",
+    "/accounts/security/2fa/enable/",
+]
+ANONYMOUS_PAGES = ["/", "/support", "/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"]
+
+
+def _instance(owner):
+    from billing.models import Plan
+    from instances.models import EngineSample, Instance
+
+    instance = Instance.objects.create(
+        instance_id="qm-i18n00-1700000000",
+        slug="i18n00",
+        owner=owner,
+        plan=Plan.objects.get(code="professional"),
+        status="running",
+        trading_state="paused",
+        trading_cause="stop_loss,daily_loss_limit",
+        trading_reason="risk control paused buying",
+        image="x",
+        proxy_secret_encrypted="x",
+    )
+    EngineSample.objects.create(instance=instance, realized_pnl=12.5, unrealized_pnl=-2.0)
+    return instance
+
+
+@pytest.mark.parametrize("language", ["zh-hans", "en"])
+def test_no_untranslated_text_on_the_console_pages(client, user, subscribe, language):
+    """Every page the journey visits, in both languages: no English left on a Chinese page (plan names,
+    statuses, units in words, buttons, confirmations), no Chinese on an English one."""
+    from tests.i18n_check import untranslated
+
+    subscribe(user, "professional")
+    instance = _instance(user)
+    for path in ANONYMOUS_PAGES:
+        page = client.get(path, HTTP_ACCEPT_LANGUAGE=language)
+        assert page.status_code == 200, path
+        assert untranslated(page.content.decode(), language) == [], (language, path)
+    client.force_login(user)
+    paths = PAGES + [
+        f"/instances/{instance.instance_id}",
+        f"/instances/{instance.instance_id}/backups",
+        f"/instances/{instance.instance_id}?tab=domains",
+        f"/instances/{instance.instance_id}?tab=autoscaling",
+    ]
+    for path in paths:
+        page = client.get(path, HTTP_ACCEPT_LANGUAGE=language)
+        assert page.status_code == 200, path
+        assert untranslated(page.content.decode(), language) == [], (language, path)
+
+
+def test_chinese_uses_the_polite_you_and_full_width_punctuation():
+    import re
+
+    catalogue = polib.pofile(str(PO))
+    for entry in catalogue:
+        for text in [entry.msgstr, *entry.msgstr_plural.values()]:
+            assert "你" not in text, entry.msgid
+            assert not re.search(r"[\u4e00-\u9fff][,:;?!()]|[,:;?!(][\u4e00-\u9fff]", text), (entry.msgid, text)
+
+
+def test_support_page_in_both_languages(client):
+    english = client.get("/support", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "support@quantmesh.io" in english and "Frequently asked questions" in english
+    chinese = client.get("/support", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    assert "常见问题" in chinese and "如何配置交易所 API？" in chinese

@@ -1,0 +1,74 @@
+"""The engine pages' words in Chinese (the portal's console speaks both; so do these pages).
+
+The language comes from the `qm_language` cookie the portal's hand-over sets, else the browser's
+Accept-Language. English is the source text; a missing entry shows English (tests check none is)."""
+
+from __future__ import annotations
+
+ZH = {
+    "Post-only (maker) orders; some exchanges cannot place them": "只挂单（maker）；部分交易所不支持",
+    "Risk stops": "风控停止",
+    "no risk stop is active": "当前没有生效的风控停止",
+    "A stop-loss, the daily loss limit and a rapid-decline pause stay in force across restarts and config saves "
+    "until cleared here.": "止损、每日亏损上限和急跌暂停在重启和保存配置后依然有效，直到您在此处解除。",
+    "Clear risk stops and resume buying": "解除风控停止并恢复买入",
+    "Status": "状态",
+    "Configuration": "配置",
+    "Back to the console": "返回控制台",
+    "QuantMesh engine": "QuantMesh 引擎",
+    "Trading": "交易中",
+    "Paused by risk control": "风控暂停",
+    "Not trading": "未在交易",
+    "Starting": "启动中",
+    "Stopped": "已停止",
+    "Fix the configuration": "修正配置",
+    "Exchange": "交易所",
+    "Last tick": "最近心跳",
+    "Price": "价格",
+    "Position": "持仓",
+    "Realised PnL": "已实现盈亏",
+    "Unrealised PnL": "未实现盈亏",
+    "Fees": "手续费",
+    "Risk": "风控",
+    "OK": "正常",
+    "Open orders (grid levels)": "当前挂单（网格档位）",
+    "Side": "方向",
+    "Level": "档位",
+    "Amount": "数量",
+    "Recent trades": "最近成交",
+    "Time": "时间",
+    "PnL": "盈亏",
+    "buy": "买入",
+    "sell": "卖出",
+    "None yet.": "暂无。",
+    "This page shows the engine as it is now; the console shows charts and history.": (
+        "本页显示引擎的当前状态；图表和历史记录请在控制台查看。"
+    ),
+    "Exchange (paper, binance, okx, bybit, …)": "交易所（paper、binance、okx、bybit 等）",
+    "Testnet / sandbox": "测试网／沙盒",
+    "API key": "API Key",
+    "API secret": "API Secret",
+    "Passphrase (OKX, KuCoin, Bitget)": "Passphrase（OKX、KuCoin、Bitget）",
+    "Symbols, comma separated": "交易对（用逗号分隔）",
+    "your plan: at most {pairs}": "您的套餐最多 {pairs} 个",
+    "Grid price interval": "网格价格间隔",
+    "Order size (quote currency)": "每单金额（计价货币）",
+    "Buy window (levels)": "买单窗口（档数）",
+    "Sell window (levels)": "卖单窗口（档数）",
+    "Maximum grid layers": "最大网格层数",
+    "Stop-loss % (empty: off)": "止损百分比（留空即关闭）",
+    "Daily loss limit (empty: off)": "每日亏损上限（留空即关闭）",
+    "Maximum position value (empty: off)": "最大持仓价值（留空即关闭）",
+    "Save and restart": "保存并重启",
+    "Give the key trading rights only, never withdrawals.": "请只给密钥交易权限，切勿开启提现权限。",
+}
+
+
+def language(cookie: str | None, accept_language: str | None) -> str:
+    if cookie in ("zh-hans", "en"):
+        return "zh" if cookie == "zh-hans" else "en"
+    return "zh" if (accept_language or "").lower().lstrip().startswith("zh") else "en"
+
+
+def translate(text: str, lang: str) -> str:
+    return ZH.get(text, text) if lang == "zh" else text
