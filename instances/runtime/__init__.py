@@ -19,7 +19,7 @@ def get_backend() -> RuntimeBackend:
     if settings.QM_RUNTIME_BACKEND == "docker":
         from .docker import DockerBackend
 
-        return DockerBackend(network=settings.QM_DOCKER_NETWORK)
+        return DockerBackend(network=settings.QM_DOCKER_NETWORK, scope=settings.QM_RUNTIME_SCOPE)
     if settings.QM_RUNTIME_BACKEND == "swarm":
         from .swarm import SwarmBackend
 

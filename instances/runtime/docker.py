@@ -24,6 +24,10 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from .base import BackendError, InstanceSpec, RuntimeBackend, RuntimeState, RuntimeStats, RuntimeStatus
 
 LABEL = "quantmesh.instance"
+# The deployment a container belongs to: a backend with a scope sees only its own deployment's
+# containers, so two deployments (or test runs) sharing a Docker engine never take each other's
+# containers for orphans.
+SCOPE_LABEL = "quantmesh.scope"
 ENGINE_UID = 10001
 SECRET_FILES = {"platform.yaml", "secrets.yaml"}
 ENGINE_PORT = 8080
@@ -195,9 +199,11 @@ def container_stats(container, instance_id: str, sampler: CpuSampler) -> Runtime
 class DockerBackend(RuntimeBackend):
     name = "docker"
 
-    def __init__(self, *, network: str = "host", client=None, restart_retries: int = 3):
+    def __init__(self, *, network: str = "host", client=None, restart_retries: int = 3, scope: str = ""):
         self.client = client or docker.from_env(timeout=30)
         self.network = network
+        self.scope_labels = {SCOPE_LABEL: scope} if scope else {}
+        self._scope_filters = [f"{SCOPE_LABEL}={scope}"] if scope else []
         self.restart_retries = restart_retries
         self._cpu = CpuSampler()
 
@@ -205,7 +211,9 @@ class DockerBackend(RuntimeBackend):
     volume_name = staticmethod(data_volume_name)
 
     def _find(self, instance_id: str):
-        found = self.client.containers.list(all=True, filters={"label": f"{LABEL}={instance_id}"})
+        found = self.client.containers.list(
+            all=True, filters={"label": [f"{LABEL}={instance_id}", *self._scope_filters]}
+        )
         return found[0] if found else None
 
     def _get(self, instance_id: str):
@@ -238,7 +246,7 @@ class DockerBackend(RuntimeBackend):
                 spec.image,
                 command=engine_command(host_network=host_network, port=port),
                 name=self.container_name(spec.instance_id),
-                labels=unit_labels(spec, port),
+                labels={**unit_labels(spec, port), **self.scope_labels},
                 nano_cpus=int(spec.cpu_limit * 1e9),
                 mem_limit=memory,
                 memswap_limit=memory,
@@ -303,7 +311,9 @@ class DockerBackend(RuntimeBackend):
 
     def list_all(self) -> dict[str, RuntimeStatus]:
         """One listing call; the summaries carry state, health and the exit code in `Status`."""
-        containers = self.client.containers.list(all=True, filters={"label": LABEL}, sparse=True)
+        containers = self.client.containers.list(
+            all=True, filters={"label": [LABEL, *self._scope_filters]}, sparse=True
+        )
         return {c.attrs["Labels"][LABEL]: self._summary_status(c.attrs) for c in containers}
 
     @staticmethod

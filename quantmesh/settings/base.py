@@ -297,6 +297,8 @@ QM_REFERRAL_CREDIT_PERCENT = env.int("QM_REFERRAL_CREDIT_PERCENT", default=20)
 QM_RUNTIME_BACKEND = env.str("QM_RUNTIME_BACKEND", default="process")
 QM_ENGINE_IMAGE = env.str("QM_ENGINE_IMAGE", default="quantmesh/engine:latest")
 QM_DOCKER_NETWORK = env.str("QM_DOCKER_NETWORK", default="host")
+# The docker backend manages only containers labelled with this deployment's scope (when set).
+QM_RUNTIME_SCOPE = env.str("QM_RUNTIME_SCOPE", default="")
 # The swarm backend: the volume driver and its options (JSON) holding instance data, and placement
 # constraints for instance tasks. With plain local volumes instances stay on the worker's node.
 QM_SWARM_VOLUME_DRIVER = env.str("QM_SWARM_VOLUME_DRIVER", default="local")

@@ -25,6 +25,8 @@ def runtime(request, settings, tmp_path):
     if request.param == "swarm":
         require_service(swarm_available(), "this Docker engine is not a swarm manager (deploy/scripts/swarm-up.sh)")
     settings.QM_RUNTIME_BACKEND = request.param
+    # Containers of this test process only: others sharing the Docker engine are not its orphans.
+    settings.QM_RUNTIME_SCOPE = f"tests-{os.getpid()}"
     settings.QM_PROCESS_ROOT = tmp_path / "instances"
     settings.QM_PROVISION_TIMEOUT_SECONDS = 30
     settings.QM_STOP_TIMEOUT_SECONDS = 5
