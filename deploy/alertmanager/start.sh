@@ -1,0 +1,16 @@
+#!/bin/sh
+# Fill alertmanager.yml's ${NAME} placeholders from the environment (escaped for YAML's double-quoted
+# strings, so a password may hold any character), into a file only this user reads, then run it.
+set -eu
+umask 077
+awk '{
+  line = $0; out = ""
+  while (match(line, /\$\{[A-Z_]+\}/)) {
+    value = ENVIRON[substr(line, RSTART + 2, RLENGTH - 3)]
+    gsub(/\\/, "\\\\", value); gsub(/"/, "\\\"", value)
+    out = out substr(line, 1, RSTART - 1) value
+    line = substr(line, RSTART + RLENGTH)
+  }
+  print out line
+}' /etc/alertmanager/alertmanager.yml > /tmp/alertmanager.yml
+exec alertmanager --config.file=/tmp/alertmanager.yml --storage.path=/alertmanager "$@"
