@@ -12,6 +12,7 @@ import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+logger = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-ID"
 TASK_HEADER = "qm_request_id"
 request_id: ContextVar[str] = ContextVar("request_id", default="")
@@ -75,6 +76,8 @@ def connect_celery_signals() -> None:
         context = getattr(task, "request", None)
         given = getattr(context, TASK_HEADER, None) or (getattr(context, "headers", None) or {}).get(TASK_HEADER)
         request_id.set(given or new_request_id())
+        if given:  # part of a user's action: say which task it ran, under that action's id
+            logger.info("task %s started", getattr(task, "name", "?"))
 
     @signals.task_postrun.connect(weak=False)
     def forget(**kwargs):
