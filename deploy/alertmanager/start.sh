@@ -3,11 +3,19 @@
 # strings, so a password may hold any character), into a file only this user reads, then run it.
 set -eu
 umask 077
-awk '{
+awk 'function escaped(value,   out, i, c) {
+  out = ""
+  for (i = 1; i <= length(value); i++) {
+    c = substr(value, i, 1)
+    if (c == "\\" || c == "\"") out = out "\\"
+    out = out c
+  }
+  return out
+}
+{
   line = $0; out = ""
   while (match(line, /\$\{[A-Z_]+\}/)) {
-    value = ENVIRON[substr(line, RSTART + 2, RLENGTH - 3)]
-    gsub(/\\/, "\\\\", value); gsub(/"/, "\\\"", value)
+    value = escaped(ENVIRON[substr(line, RSTART + 2, RLENGTH - 3)])
     out = out substr(line, 1, RSTART - 1) value
     line = substr(line, RSTART + RLENGTH)
   }
