@@ -11,7 +11,7 @@ from .selectors import user_has_two_factor
 
 # Paths a half-logged-in user may still reach: the code step itself, logout, assets, and the
 # API (which authenticates with bearer tokens, and refuses unverified sessions on its own).
-EXEMPT_PREFIXES = ("/accounts/2fa/verify", "/accounts/logout", "/static/", "/api/", "/healthz", "/i18n/")
+EXEMPT_PREFIXES = ("/accounts/2fa/verify", "/accounts/logout", "/static/", "/api/", "/healthz", "/readyz", "/i18n/")
 
 
 class SecondFactorRequiredMiddleware:

@@ -8,6 +8,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from quantmesh.crypto import decrypt
+from quantmesh.logs import REQUEST_ID_HEADER, request_id
 
 from .models import Instance
 
@@ -27,9 +28,11 @@ class EngineReply:
 def engine_request(instance: Instance, path: str, *, backend, timeout: float = 2.0) -> EngineReply | None:
     """GET `path` on the instance's engine; None when it does not answer at all."""
     host, port = backend.endpoint(instance.instance_id)
+    headers = {PROXY_SECRET_HEADER: decrypt(instance.proxy_secret_encrypted)}
+    if current := request_id.get():  # the user's action this call is part of
+        headers[REQUEST_ID_HEADER] = current
     request = urllib.request.Request(  # noqa: S310 (the engine's own loopback/internal address)
-        f"http://{host}:{port}{path}",
-        headers={PROXY_SECRET_HEADER: decrypt(instance.proxy_secret_encrypted)},
+        f"http://{host}:{port}{path}", headers=headers
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310

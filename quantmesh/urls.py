@@ -36,6 +36,7 @@ api_urlpatterns = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("internal/prometheus/targets", metrics.targets_view, name="prometheus_targets"),
     path("internal/engine-metrics/<str:instance_id>", metrics.engine_metrics_view, name="engine_metrics"),

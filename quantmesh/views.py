@@ -5,6 +5,8 @@ from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from billing.selectors import entitlements_for, plan_list
+from quantmesh.api.errors import error_body
+from quantmesh.readiness import readiness_checks
 
 
 def home(request):
@@ -49,10 +51,19 @@ def support(request):
 
 
 def healthz(request):
-    """Liveness for the proxy and the monitoring: answers only when the database does."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    """Liveness: the process serves requests. It touches no dependency, so a database outage does not
+    take the portal out of the proxy (users then get the portal's own 503, not the proxy's 404)."""
     return JsonResponse({"status": "ok"})
+
+
+def readyz(request):
+    """Readiness: the database, Redis and the Celery broker answer. 503 names the ones that do not."""
+    checks = readiness_checks()
+    failing = {name: problem for name, problem in checks.items() if problem != "ok"}
+    if failing:
+        message = "Not ready: " + ", ".join(f"{name} ({problem})" for name, problem in failing.items())
+        return JsonResponse(error_body("not_ready", message, checks), status=503, headers={"Retry-After": "5"})
+    return JsonResponse({"status": "ok", "checks": checks})
 
 
 def page_not_found(request, exception=None):

@@ -19,7 +19,11 @@ def get_backend() -> RuntimeBackend:
     if settings.QM_RUNTIME_BACKEND == "docker":
         from .docker import DockerBackend
 
-        return DockerBackend(network=settings.QM_DOCKER_NETWORK, keys_root=settings.QM_RUN_KEYS_DIR or None)
+        return DockerBackend(
+            network=settings.QM_DOCKER_NETWORK,
+            scope=settings.QM_RUNTIME_SCOPE,
+            keys_root=settings.QM_RUN_KEYS_DIR or None,
+        )
     if settings.QM_RUNTIME_BACKEND == "swarm":
         from .swarm import SwarmBackend
 

@@ -37,6 +37,10 @@ from .base import (
 )
 
 LABEL = "quantmesh.instance"
+# The deployment a container belongs to: a backend with a scope sees only its own deployment's
+# containers, so two deployments (or test runs) sharing a Docker engine never take each other's
+# containers for orphans.
+SCOPE_LABEL = "quantmesh.scope"
 ENGINE_UID = 10001
 SECRET_FILES = {"platform.yaml", "secrets.yaml", "secrets.enc"}
 ENGINE_PORT = 8080
@@ -223,10 +227,14 @@ def update_container_limits(client, container, cpu_limit: float, memory_limit_mb
 class DockerBackend(RuntimeBackend):
     name = "docker"
 
-    def __init__(self, *, network: str = "host", client=None, restart_retries: int = 3, keys_root=None):
+    def __init__(
+        self, *, network: str = "host", client=None, restart_retries: int = 3, scope: str = "", keys_root=None
+    ):
         self.client = client or docker.from_env(timeout=30)
         self.keys_root = keys_root or default_keys_root()
         self.network = network
+        self.scope_labels = {SCOPE_LABEL: scope} if scope else {}
+        self._scope_filters = [f"{SCOPE_LABEL}={scope}"] if scope else []
         self.restart_retries = restart_retries
         self._cpu = CpuSampler()
 
@@ -234,7 +242,9 @@ class DockerBackend(RuntimeBackend):
     volume_name = staticmethod(data_volume_name)
 
     def _find(self, instance_id: str):
-        found = self.client.containers.list(all=True, filters={"label": f"{LABEL}={instance_id}"})
+        found = self.client.containers.list(
+            all=True, filters={"label": [f"{LABEL}={instance_id}", *self._scope_filters]}
+        )
         return found[0] if found else None
 
     def _get(self, instance_id: str):
@@ -273,7 +283,7 @@ class DockerBackend(RuntimeBackend):
                 spec.image,
                 command=engine_command(host_network=host_network, port=port, keys_file=RUN_KEYS_PATH),
                 name=self.container_name(spec.instance_id),
-                labels=unit_labels(spec, port),
+                labels={**unit_labels(spec, port), **self.scope_labels},
                 nano_cpus=int(spec.cpu_limit * 1e9),
                 mem_limit=memory,
                 memswap_limit=memory,
@@ -342,7 +352,9 @@ class DockerBackend(RuntimeBackend):
 
     def list_all(self) -> dict[str, RuntimeStatus]:
         """One listing call; the summaries carry state, health and the exit code in `Status`."""
-        containers = self.client.containers.list(all=True, filters={"label": LABEL}, sparse=True)
+        containers = self.client.containers.list(
+            all=True, filters={"label": [LABEL, *self._scope_filters]}, sparse=True
+        )
         return {c.attrs["Labels"][LABEL]: self._summary_status(c.attrs) for c in containers}
 
     @staticmethod

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "quantmesh.logs.RequestIdMiddleware",
     "quantmesh.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "quantmesh.security.SecurityHeadersMiddleware",
@@ -142,6 +143,7 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # the worker logs through LOGGING (JSON in production)
 CELERY_TIMEZONE = "UTC"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -276,11 +278,17 @@ QM_MAX_FIELD_LENGTH = 255
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
 
+# LOG_FORMAT=json (the production stack): one JSON object per line with the request id (quantmesh/logs.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "quantmesh.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": env.str("LOG_FORMAT", default="plain")}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -345,6 +353,8 @@ QM_DUNNING_REMINDER_HOURS = env.list("QM_DUNNING_REMINDER_HOURS", cast=int, defa
 QM_RUNTIME_BACKEND = env.str("QM_RUNTIME_BACKEND", default="process")
 QM_ENGINE_IMAGE = env.str("QM_ENGINE_IMAGE", default="quantmesh/engine:latest")
 QM_DOCKER_NETWORK = env.str("QM_DOCKER_NETWORK", default="host")
+# The docker backend manages only containers labelled with this deployment's scope (when set).
+QM_RUNTIME_SCOPE = env.str("QM_RUNTIME_SCOPE", default="")
 # The swarm backend: the volume driver and its options (JSON) holding instance data, and placement
 # constraints for instance tasks. With plain local volumes instances stay on the worker's node.
 QM_SWARM_VOLUME_DRIVER = env.str("QM_SWARM_VOLUME_DRIVER", default="local")

@@ -51,6 +51,8 @@ def runtime(request, settings, tmp_path):
         two_node_settings(settings)
         settings.QM_DEFAULT_REGION = "b"
     settings.QM_RUNTIME_BACKEND = request.param.partition("-")[0]
+    # Containers of this test process only: others sharing the Docker engine are not its orphans.
+    settings.QM_RUNTIME_SCOPE = f"tests-{os.getpid()}"
     settings.QM_PROCESS_ROOT = tmp_path / "instances"
     settings.QM_PROVISION_TIMEOUT_SECONDS = 30
     settings.QM_STOP_TIMEOUT_SECONDS = 5

@@ -8,6 +8,8 @@ import tarfile
 import pytest
 
 from instances.models import Instance
+from instances.runtime.base import RuntimeState
+from instances.runtime.docker import SCOPE_LABEL, DockerBackend
 from quantmesh.crypto import decrypt
 from tests.db import committing_db
 
@@ -81,3 +83,13 @@ def test_listing_is_one_call_with_states(runtime, create_instance, customer_clie
     listing = runtime.list_all()
     assert listing[first].state.value == "running"
     assert listing[second].state.value == "exited"
+
+
+def test_a_scoped_backend_manages_only_its_own_deployments_containers(runtime, create_instance, settings):
+    mine = create_instance("personal")["instance_id"]
+    container = runtime.client.containers.get(runtime.container_name(mine))
+    assert container.labels[SCOPE_LABEL] == settings.QM_RUNTIME_SCOPE
+    another_deployment = DockerBackend(network=runtime.network, scope="another-deployment")
+    assert mine not in another_deployment.list_all()  # so its reconcile never removes it as an orphan
+    assert another_deployment.status(mine).state == RuntimeState.MISSING
+    assert runtime.list_all()[mine].state == RuntimeState.RUNNING
