@@ -25,7 +25,7 @@ import pytest
 import yaml
 from engine_testkit import free_port, start_engine, write_platform
 from fake_exchange import FakeExchangeServer, Ledger
-from quantmesh_engine.secrets import ExchangeSecrets, save_secrets
+from quantmesh_engine.secrets import ExchangeSecrets, SecretStore
 
 KEY, SECRET, PASSPHRASE = "live-key-7a1c9e", "live-secret-4b2d8f", "live-pass-6e3a0b"
 START_PRICE = 30000.0
@@ -46,7 +46,7 @@ class LiveEngine:
         self.data_dir = root / "data"
         self.log_path = root / "engine.log"
         self.proxy_secret = write_platform(self.data_dir)
-        save_secrets(self.data_dir / "secrets.yaml", ExchangeSecrets(KEY, SECRET, PASSPHRASE))
+        SecretStore(self.data_dir, None).save(ExchangeSecrets(KEY, SECRET, PASSPHRASE))  # no run keys: local mode
         settings = {
             "exchange": {"name": exchange_id},
             "symbols": ["BTC/USDT"],
