@@ -246,8 +246,11 @@ def test_exports_through_the_portal(create_instance, customer_client):
     assert stopped.status_code == 409 and stopped.json()["error"]["code"] == "instance_not_running"
 
 
-def test_engine_metrics_through_the_portal_for_prometheus(create_instance, client):
+def test_engine_metrics_through_the_portal_for_prometheus(create_instance, client, settings):
     instance_id = create_instance()["instance_id"]
+    assert client.get(f"/internal/engine-metrics/{instance_id}").status_code == 404  # no token set: nobody
+    settings.QM_METRICS_TOKEN = "scrape-token"  # noqa: S105 (a test value)
+    client.defaults["HTTP_AUTHORIZATION"] = "Bearer scrape-token"
     text = client.get(f"/internal/engine-metrics/{instance_id}").content.decode()
     assert 'quantmesh_engine_price{symbol="BTC/USDT"}' in text
     assert client.get("/internal/engine-metrics/qm-nobody-1700000000").status_code == 404

@@ -50,8 +50,9 @@ def test_container_carries_the_plans_limits_and_isolation(runtime, create_instan
     inspect_text = str(container.attrs)
     assert secret not in inspect_text  # not in env, labels or command
     content, member = _read_file(container, "/data/platform.yaml")
-    assert secret.encode() in content
+    assert secret.encode() not in content  # the run keys come from the host's tmpfs, read-only
     assert member.mode & 0o777 == 0o600 and member.uid == 10001
+    assert mounts["/run/quantmesh"]["Type"] == "bind" and mounts["/run/quantmesh"]["RW"] is False
 
 
 def test_limits_change_live_without_restart(runtime, create_instance):

@@ -49,7 +49,10 @@ def test_service_carries_the_plans_limits_placement_and_hardening(runtime, creat
     assert running is not None and running.attrs["HostConfig"]["NanoCpus"] == 2_000_000_000
     assert running.attrs["HostConfig"]["NetworkMode"] == "host"  # on loopback, like the docker backend
     assert secret not in str(spec) and secret not in str(running.attrs)  # not in env, labels or command
-    assert yaml.safe_load(runtime.read_file(instance_id, "platform.yaml"))["proxy_secret"] == secret
+    # The engine's secret reaches it as a Docker secret (a tmpfs in the task), never on the volume.
+    assert "proxy_secret" not in yaml.safe_load(runtime.read_file(instance_id, "platform.yaml"))
+    assert [s["SecretName"] for s in container["Secrets"]] == [f"qm-keys-{instance_id}"]
+    assert container["Secrets"][0]["File"]["UID"] == "10001" and container["Secrets"][0]["File"]["Mode"] == 0o400
 
 
 @committing_db
