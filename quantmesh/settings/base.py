@@ -61,10 +61,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "quantmesh.logs.RequestIdMiddleware",
     "quantmesh.metrics.RequestMetricsMiddleware",
+    "quantmesh.api.versioning.ApiVersionMiddleware",  # outermost but metrics: every /api/ answer, 413s too
     "django.middleware.security.SecurityMiddleware",
     "quantmesh.security.SecurityHeadersMiddleware",
     "quantmesh.security.RequestSizeLimitMiddleware",
-    "quantmesh.api.versioning.ApiVersionMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",

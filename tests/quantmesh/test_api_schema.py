@@ -64,6 +64,12 @@ def test_every_api_answer_states_the_version(anon_client, path):
     assert anon_client.get(path)["X-API-Version"] == "1"
 
 
+def test_even_a_refused_oversized_body_states_the_version(anon_client, settings):
+    body = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+    response = anon_client.post("/api/auth/login", body, content_type="application/json")
+    assert response.status_code == 413 and response["X-API-Version"] == "1"
+
+
 def test_form_fields_are_refused_with_a_clear_error(anon_client):
     # Only JSON is documented; a form-encoded body (what a form-typed client would send) is refused.
     response = anon_client.post(
