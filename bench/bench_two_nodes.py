@@ -62,6 +62,8 @@ def _create_to_running(backend, region: str, made: list[str]) -> list[float]:
 
 
 def _real_sample(backend, made: list[str]) -> list[Result]:
+    from instances.runtime.base import BackendError
+
     sample = [i for i in made if i.startswith("qm-bna")][:SAMPLE_PER_NODE]
     sample += [i for i in made if i.startswith("qm-bnb")][:SAMPLE_PER_NODE]
     listings, stats, missed = [], [], 0
@@ -72,12 +74,15 @@ def _real_sample(backend, made: list[str]) -> list[Result]:
         missed += sum(1 for i in sample if i not in listed or listed[i].state.value != "running")
         started = time.perf_counter()
         for instance_id in sample:
-            backend.stats(instance_id)
+            try:
+                backend.stats(instance_id)
+            except BackendError:  # on this shared machine, another engineer's clean-up may remove it
+                missed += 1
         stats.append(time.perf_counter() - started)
     return [
         Result(f"real swarm listing (3 calls, {len(made)} services on 2 nodes)", median(listings) * 1000, "ms"),
         Result(f"stats of {len(sample)} real instances from their nodes' engines", median(stats) * 1000, "ms"),
-        Result("sample instances not listed as running (5 listings)", missed, "count", "0"),
+        Result("sample instances missing from a listing or statistics (5 rounds)", missed, "count", "0"),
     ]
 
 
