@@ -20,7 +20,7 @@ BACKENDS = ["docker", "swarm"]
 REPEATS = 3  # at 10,000: the median of three runs (the machine is shared and noisy)
 
 
-def _figures(env: dict, size: int, backend: str) -> dict:
+def figures(env: dict, size: int, backend: str) -> dict:
     code = f"import django; django.setup()\nfrom bench.reconcile_job import main\nmain({size}, {backend!r})"
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=ROOT, check=True, capture_output=True, text=True
@@ -28,7 +28,8 @@ def _figures(env: dict, size: int, backend: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run() -> list[Result]:
+def bench_env() -> dict:
+    """The environment of a reconcile job process, with its database migrated."""
     workdir = tempfile.mkdtemp(prefix="qm-reconcile-")
     env = {
         **os.environ,
@@ -40,11 +41,16 @@ def run() -> list[Result]:
         "CELERY_BROKER_URL": "memory://",
     }
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
+    return env
+
+
+def run() -> list[Result]:
+    env = bench_env()
     results = []
     for backend in BACKENDS:
         figures = {}
         for size in SIZES:
-            runs = [_figures(env, size, backend) for _ in range(REPEATS if size == SIZES[-1] else 1)]
+            runs = [figures(env, size, backend) for _ in range(REPEATS if size == SIZES[-1] else 1)]
             figures[size] = {
                 key: statistics.median(r[key] for r in runs) for key in ("seconds", "metrics_seconds", "queries")
             }

@@ -66,15 +66,28 @@ def _task(service_id: str, n: int, k: int, state: str, desired: str, exit_code: 
         "Spec": {"ContainerSpec": {"Image": "quantmesh/engine:latest"}, "ForceUpdate": k},
         "ServiceID": service_id,
         "Slot": 1,
-        "NodeID": "node1",
+        "NodeID": NODES[n % 2],
         "Status": status,
         "DesiredState": desired,
     }
 
 
+NODES = ["node1", "node2"]  # instances spread over two nodes, each pinned to the node of its data
+
+
+def _node(node_id: str) -> dict:
+    return {
+        "ID": node_id,
+        "Description": {"Hostname": node_id},
+        "Spec": {"Role": "worker", "Availability": "active", "Labels": {"quantmesh.region": node_id}},
+        "Status": {"State": "ready", "Addr": "198.19.250.2"},
+    }
+
+
 class SwarmListingApi:
-    """GET /services (our label) and GET /tasks (the whole swarm): all the swarm backend's list_all
-    calls. Each service keeps a history of two earlier tasks, as swarm's task history does."""
+    """GET /services (our label), GET /tasks (the whole swarm) and GET /nodes: all the swarm
+    backend's list_all calls. Each service keeps a history of two earlier tasks, as swarm's task
+    history does."""
 
     def __init__(self, ids: list[str]):
         self.calls = 0
@@ -90,7 +103,10 @@ class SwarmListingApi:
                     "Spec": {
                         "Name": f"quantmesh-{instance_id}",
                         "Labels": {LABEL: instance_id, "quantmesh.owner": "1", "quantmesh.port": "20000"},
-                        "TaskTemplate": {"ContainerSpec": {"Image": "quantmesh/engine:latest"}},
+                        "TaskTemplate": {
+                            "ContainerSpec": {"Image": "quantmesh/engine:latest"},
+                            "Placement": {"Constraints": [f"node.id=={NODES[n % 2]}"]},
+                        },
                         "Mode": {"Replicated": {"Replicas": 1}},
                     },
                 }
@@ -113,6 +129,10 @@ class SwarmListingApi:
     def tasks(self, **kwargs):
         self.calls += 1
         return self.task_list
+
+    def nodes(self, **kwargs):
+        self.calls += 1
+        return [_node(node_id) for node_id in NODES]
 
 
 def backend_for(name: str, ids: list[str]):

@@ -402,12 +402,15 @@ def instance_migrate_run(*, instance_id: str) -> Instance | None:
             _migration_step(instance, "backup")
             data_changing.send(sender=Instance, instance=instance, reason="migrate")
             _migration_step(instance, "moving")
-            backend.move(instance_id, target)
-            if instance.desired_state == D.RUNNING:
-                healthy, problem = wait_up(instance, backend)
-                if problem:
-                    raise BackendError(problem)
-                instance.healthy = healthy
+            health: list = []
+
+            def answered() -> str | None:  # the engine's health check, before the old copy goes
+                health[:] = wait_up(instance, backend)
+                return health[1]
+
+            backend.move(instance_id, target, ready=answered if instance.desired_state == D.RUNNING else None)
+            if health:
+                instance.healthy = health[0]
         except BackendError as error:
             _migration_step(instance, "failed", error=str(error)[:300])
             instance_event_record(instance=instance, kind="migration_failed", to=target, reason=str(error)[:300])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -151,8 +151,9 @@ class RuntimeBackend(ABC):
     def update_limits(self, instance_id: str, cpu_limit: float, memory_limit_mb: int) -> None:
         """Change CPU and memory limits in place, without a restart where the backend can."""
 
-    def move(self, instance_id: str, region: str) -> None:
-        """Run the instance, data and all, on a node of `region`; on failure it runs where it was."""
+    def move(self, instance_id: str, region: str, ready: Callable[[], str | None] | None = None) -> None:
+        """Run the instance, data and all, on a node of `region`, keeping the old copy until `ready()`
+        reports no problem; on failure it runs where it was."""
         raise BackendError(f"the {self.name} backend runs on one server: it has no regions to move to")
 
     @abstractmethod

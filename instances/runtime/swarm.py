@@ -33,7 +33,7 @@ import io
 import random
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import NamedTuple
 
@@ -560,11 +560,12 @@ class SwarmBackend(RuntimeBackend):
 
     # --- moving between nodes -------------------------------------------------------------
 
-    def move(self, instance_id: str, region: str) -> None:
+    def move(self, instance_id: str, region: str, ready: Callable[[], str | None] | None = None) -> None:
         """Stop the engine (its data is then consistent), copy the volume to a node of `region`,
         re-pin the same service there and start it; the old copy is removed only once the new task
-        runs. Any failure puts the service back on its old node, with its untouched volume, running
-        as before. Shared volumes need no copy: the constraint changes and swarm moves the task."""
+        runs and `ready` (if given) reports no problem. Any failure puts the service back on its old
+        node, with its untouched volume, running as before. Shared volumes need no copy: the
+        constraint changes and swarm moves the task."""
         service = self._get(instance_id)
         source = self.data_node(service)
         was_running = _replicas(service.attrs) > 0
@@ -596,12 +597,17 @@ class SwarmBackend(RuntimeBackend):
             status = self.status(instance_id)
             if status.state != RuntimeState.RUNNING:
                 raise BackendError(f"it did not start in region {region}: {status.error or status.state.value}")
-        except Exception:
+            problem = ready() if ready else None  # e.g. the engine answers its health check
+            if problem:
+                raise BackendError(f"it did not come up in region {region}: {problem}")
+        except Exception as error:
             self._place(service, here, running=was_running)
             if not self.volumes_shared:
                 with contextlib.suppress(BackendError, APIError):
                     self._remove_volume(instance_id, target)
-            raise
+            if isinstance(error, BackendError):
+                raise
+            raise BackendError(f"the move to region {region} failed: {error}") from error
         if not self.volumes_shared:
             self._remove_volume(instance_id, source)
         if not was_running:
