@@ -60,6 +60,8 @@ class DailyLoss:
 
     def update(self, *, symbol: str, now: float, equity: float) -> bool:
         """Record a symbol's equity; True while buying is paused for the day."""
+        if self.limit is None and self.paused_day is None:
+            return False  # no limit: nothing to count (a pause stored under an older limit still holds)
         day = int(now // DAY)
         changed = False
         if self.day is None or day > self.day:

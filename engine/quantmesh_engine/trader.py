@@ -98,10 +98,11 @@ class Trader:
                 self.counters["reconcile_repairs"] += 1
                 event(logger, logging.INFO, "order gone from the exchange", symbol=self.symbol, client_id=client_id)
                 await self._settle(order)
+        known = set(self.open) | set(self.settling)
         for order in list(self.settling.values()):
             await self._settle(order)
         for client_id, remote in on_exchange.items():
-            if client_id in self.open or client_id in self.settling:
+            if client_id in known:
                 continue
             stored = self.store.order(client_id)
             order = stored or dataclasses.replace(remote, level=None)
