@@ -41,6 +41,7 @@ def live_portal(daphne_args: tuple[str, ...] = (), **extra_env: str):
         "QM_RUNTIME_BACKEND": settings.QM_RUNTIME_BACKEND,
         "QM_PROCESS_ROOT": str(settings.QM_PROCESS_ROOT),
         "QM_ENGINE_IMAGE": settings.QM_ENGINE_IMAGE,
+        "QM_RUNTIME_SCOPE": settings.QM_RUNTIME_SCOPE,
         "QM_PROVISION_TIMEOUT_SECONDS": str(settings.QM_PROVISION_TIMEOUT_SECONDS),
         **extra_env,
     }
