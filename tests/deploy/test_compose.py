@@ -185,13 +185,28 @@ SAFE_CREATE = {
         {"Privileged": True},
         {"privileged": True},  # Docker reads JSON keys case-insensitively
         {"Binds": ["/etc:/host-etc:ro"]},
+        {"Binds": ["qm-data:/data:rw", "/etc:/host-etc:ro"]},
+        {"Binds": ["/dev/shm/quantmesh-keys/../../../etc:/run/quantmesh:ro"]},
+        {"Binds": ["/dev/shm/quantmesh-keys/qm-abc123-1:/etc:ro"]},
         {"Mounts": [{"Type": "bind", "Source": "/", "Target": "/host"}]},
         {"CapAdd": ["SYS_ADMIN"]},
         {"PidMode": "host"},
         {"NetworkMode": "host"},
         {"Devices": [{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda"}]},
     ],
-    ids=["privileged", "lowercase", "host-bind", "bind-mount", "capability", "host-pid", "host-net", "device"],
+    ids=[
+        "privileged",
+        "lowercase",
+        "host-bind",
+        "second-bind",
+        "keys-dir-escape",
+        "keys-dir-elsewhere",
+        "bind-mount",
+        "capability",
+        "host-pid",
+        "host-net",
+        "device",
+    ],
 )
 def test_the_socket_proxy_refuses_containers_that_would_give_the_host_away(docker_proxy, host_config):
     body = {**SAFE_CREATE, "HostConfig": {**SAFE_CREATE["HostConfig"], **host_config}}
@@ -237,9 +252,18 @@ def test_the_socket_proxy_gives_each_client_only_its_calls(docker_proxy):
     # The worker's lifecycle calls reach the engine (here: a container that does not exist, 404).
     assert requests.post(worker + "/v1.41/containers/qm-proxy-test-none/stop", timeout=10).status_code == 404
     assert requests.get(portal + "/v1.41/containers/qm-proxy-test-none/logs?stdout=1", timeout=10).status_code == 404
-    # A safe create passes; the container and its volume are removed again.
-    created = requests.post(worker + "/v1.41/containers/create", json=SAFE_CREATE, timeout=30)
-    assert created.status_code == 201, created.text
-    container = created.json()["Id"]
-    assert requests.delete(f"{worker}/v1.41/containers/{container}?force=1", timeout=30).status_code == 204
+    # A safe create passes, and so does an engine's own run-keys directory (read-only, at its place);
+    # the containers and the volume are removed again.
+    keys_dir = Path("/dev/shm/quantmesh-keys/qm-proxy-test-1")  # noqa: S108 (the worker's tmpfs path)
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    with_keys = {**SAFE_CREATE, "HostConfig": {**SAFE_CREATE["HostConfig"]}}
+    with_keys["HostConfig"]["Binds"] = [*SAFE_CREATE["HostConfig"]["Binds"], f"{keys_dir}:/run/quantmesh:ro"]
+    try:
+        for body in (SAFE_CREATE, with_keys):
+            created = requests.post(worker + "/v1.41/containers/create", json=body, timeout=30)
+            assert created.status_code == 201, created.text
+            container = created.json()["Id"]
+            assert requests.delete(f"{worker}/v1.41/containers/{container}?force=1", timeout=30).status_code == 204
+    finally:
+        keys_dir.rmdir()
     assert requests.delete(worker + "/v1.41/volumes/qm-proxy-test-volume", timeout=30).status_code == 204

@@ -310,6 +310,8 @@ def stack():
     stack.write_env(stripe_port)
     _cleanup(stack)  # what a run killed before its teardown left
     _run(["docker", "network", "create", "--subnet", INSTANCES_SUBNET, INSTANCES_NETWORK])
+    # Engines' run keys: the worker (uid 10000) writes them on the host's tmpfs (`make deploy` makes it).
+    _run(["install", "-d", "-m", "0700", "-o", "10000", "-g", "10000", "/dev/shm/quantmesh-keys"])
     relay = None
     try:
         step = time.monotonic()
