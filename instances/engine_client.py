@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from quantmesh.crypto import decrypt
 
 from .models import Instance
+from .runtime.base import BackendError
 
 PROXY_SECRET_HEADER = "X-QuantMesh-Proxy-Secret"  # noqa: S105 (a header name)
 
@@ -25,8 +26,12 @@ class EngineReply:
 
 
 def engine_request(instance: Instance, path: str, *, backend, timeout: float = 2.0) -> EngineReply | None:
-    """GET `path` on the instance's engine; None when it does not answer at all."""
-    host, port = backend.endpoint(instance.instance_id)
+    """GET `path` on the instance's engine; None when it does not answer at all (also while its
+    runtime unit is missing, e.g. being replaced by a restart)."""
+    try:
+        host, port = backend.endpoint(instance.instance_id)
+    except BackendError:
+        return None
     request = urllib.request.Request(  # noqa: S310 (the engine's own loopback/internal address)
         f"http://{host}:{port}{path}",
         headers={PROXY_SECRET_HEADER: decrypt(instance.proxy_secret_encrypted)},
