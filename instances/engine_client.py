@@ -11,6 +11,7 @@ from quantmesh.crypto import decrypt
 from quantmesh.logs import REQUEST_ID_HEADER, request_id
 
 from .models import Instance
+from .runtime.base import BackendError
 
 PROXY_SECRET_HEADER = "X-QuantMesh-Proxy-Secret"  # noqa: S105 (a header name)
 
@@ -26,8 +27,12 @@ class EngineReply:
 
 
 def engine_request(instance: Instance, path: str, *, backend, timeout: float = 2.0) -> EngineReply | None:
-    """GET `path` on the instance's engine; None when it does not answer at all."""
-    host, port = backend.endpoint(instance.instance_id)
+    """GET `path` on the instance's engine; None when it does not answer at all (also while its
+    runtime unit is missing, e.g. being replaced by a restart)."""
+    try:
+        host, port = backend.endpoint(instance.instance_id)
+    except BackendError:
+        return None
     headers = {PROXY_SECRET_HEADER: decrypt(instance.proxy_secret_encrypted)}
     if current := request_id.get():  # the user's action this call is part of
         headers[REQUEST_ID_HEADER] = current

@@ -39,8 +39,12 @@ TONE = {
 }
 
 
+def _list_separator() -> str:
+    return _(", ")
+
+
 def cause_text(cause: str) -> str:
-    return ", ".join(str(CAUSES.get(part, part)) for part in cause.split(",") if part)
+    return _list_separator().join(str(CAUSES.get(part, part)) for part in cause.split(",") if part)
 
 
 def _state_with_cause() -> str:
@@ -59,7 +63,7 @@ def labels() -> list[tuple[str, str]]:
         [(f"status-{code}", str(label)) for code, label in Instance.Status.choices]
         + [(f"trading-{code}", str(label)) for code, label in TradingState.choices]
         + [(f"cause-{code}", str(label)) for code, label in CAUSES.items()]
-        + [("format", _state_with_cause())]
+        + [("format", _state_with_cause()), ("separator", _list_separator())]
     )
 
 

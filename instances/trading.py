@@ -90,16 +90,6 @@ def _stats(backend, instance_id: str):
         return None  # resource use is optional in a sample
 
 
-def _ask(instance: Instance, path: str, backend):
-    """The engine's reply, or None when it does not answer or its runtime unit is gone."""
-    from .runtime.base import BackendError
-
-    try:
-        return engine_client.engine_request(instance, path, backend=backend)
-    except BackendError:
-        return None
-
-
 def _record_reply(instance: Instance, reply, backend) -> dict | None:
     payload = reply.json() if reply is not None and reply.status == 200 else None
     stats = _stats(backend, instance.instance_id) if payload is not None else None
@@ -109,7 +99,7 @@ def _record_reply(instance: Instance, reply, backend) -> dict | None:
 
 def engine_status_fetch(*, instance: Instance, backend, path: str = "/api/status") -> dict | None:
     """The engine's status (or `path`, e.g. /api/trading), recorded; None when it does not answer."""
-    return _record_reply(instance, _ask(instance, path, backend), backend)
+    return _record_reply(instance, engine_client.engine_request(instance, path, backend=backend), backend)
 
 
 def engines_sample(*, backend=None) -> int:
@@ -122,7 +112,9 @@ def engines_sample(*, backend=None) -> int:
     answered = 0
     if instances:
         with ThreadPoolExecutor(max_workers=min(8, len(instances))) as pool:
-            replies = list(pool.map(lambda i: _ask(i, "/api/status", backend), instances))
+            replies = list(
+                pool.map(lambda i: engine_client.engine_request(i, "/api/status", backend=backend), instances)
+            )
         for instance, reply in zip(instances, replies, strict=True):
             answered += _record_reply(instance, reply, backend) is not None
     cutoff = timezone.now() - timedelta(days=settings.QM_ENGINE_HISTORY_DAYS)

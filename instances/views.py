@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
@@ -107,6 +108,10 @@ def instance_detail(request, instance_id: str):
     return render(request, "instances/detail.html", context)
 
 
+def _domains_tab(instance_id: str):
+    return HttpResponseRedirect(reverse("instance_detail", args=[instance_id]) + "?tab=domains")
+
+
 @login_required
 @require_POST
 def instance_domains(request, instance_id: str):
@@ -123,7 +128,7 @@ def instance_domains(request, instance_id: str):
             if action == "remove":
                 domains.domain_remove(custom=custom, actor=request.user)
                 messages.success(request, _("%(domain)s removed.") % {"domain": custom.domain})
-                return redirect("instance_detail", instance_id=instance_id)
+                return _domains_tab(instance_id)
             domains.domain_check_enqueue(domain_id=custom.pk)
         messages.success(
             request,
@@ -131,7 +136,7 @@ def instance_domains(request, instance_id: str):
         )
     except ApiError as error:
         messages.error(request, str(error.detail))
-    return redirect("instance_detail", instance_id=instance_id)
+    return _domains_tab(instance_id)
 
 
 @login_required

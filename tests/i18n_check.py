@@ -113,5 +113,9 @@ def untranslated(page_html: str, language: str) -> list[str]:
     text = NOISE.sub(" ", readable_text(page_html))
     if language.startswith("zh"):
         words = re.findall(r"[A-Za-z][A-Za-z'’-]*", text)
-        return sorted({word for word in words if word not in LATIN_IN_CHINESE and not word.isupper()})
+        found = {word for word in words if word not in LATIN_IN_CHINESE and not word.isupper()}
+        # The console addresses customers as 您, and Chinese text takes full-width punctuation.
+        found |= set(re.findall(r".?你.?", text))
+        found |= set(re.findall(r"[\u4e00-\u9fff][,:;?!]|[,;?!][\u4e00-\u9fff]", text))
+        return sorted(found)
     return sorted(set(CJK.findall(text)))

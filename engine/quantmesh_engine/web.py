@@ -540,7 +540,7 @@ async def page_status(request: web.Request) -> web.Response:
     status = status_payload(engine)
     e = html.escape
     words, tone = STATE_WORDS.get(status["trading_state"], (status["trading_state"], "idle"))
-    parts = [f'<div class="card"><h1>{t("Status")}: <span class="badge tone-{tone}">{t(words)}</span></h1>']
+    parts = [f'<div class="card"><h1>{t("Status")}{t(": ")}<span class="badge tone-{tone}">{t(words)}</span></h1>']
     if status["trading_reason"]:
         parts.append(f"<p><code>{e(status['trading_reason'])}</code></p>")
     if status["trading_state"] in ("error", "paused"):
@@ -618,7 +618,7 @@ def _config_form(request: web.Request, config: dict, secrets: dict, errors: list
     pairs = engine.max_trading_pairs
     symbols_label = t("Symbols, comma separated")
     if pairs:
-        symbols_label += f" ({t('your plan: at most {pairs}').format(pairs=pairs)})"
+        symbols_label += t(" (your plan: at most {pairs})").format(pairs=pairs)
     return (
         (f'<div class="card error"><ul>{problems}</ul></div>' if problems else "")
         + f'<form method="post" class="card"><h1>{e(t("Configuration"))}</h1>'

@@ -18,7 +18,7 @@
       const row = document.querySelector('[data-row="' + instance.instance_id + '"]');
       if (!row) continue;
       show(row.querySelector("[data-status]"), label("status-" + instance.status, instance.status), TONE[instance.status]);
-      const causes = (instance.trading_cause || "").split(",").filter(Boolean).map((c) => label("cause-" + c, c)).join(", ");
+      const causes = (instance.trading_cause || "").split(",").filter(Boolean).map((c) => label("cause-" + c, c)).join(label("separator", ", "));
       const text = label("trading-" + instance.trading_state, instance.trading_state);
       const format = label("format", "%(state)s: %(cause)s");
       const shown = causes ? format.replace("%(state)s", text).replace("%(cause)s", causes) : text;

@@ -35,7 +35,7 @@
     });
   }
   function causeText(cause) {
-    return (cause || "").split(",").filter(Boolean).map((c) => label("cause-" + c, c)).join(", ");
+    return (cause || "").split(",").filter(Boolean).map((c) => label("cause-" + c, c)).join(label("separator", ", "));
   }
   function showTrading(state, cause, reason) {
     const badge = document.getElementById("trading-state");

@@ -141,7 +141,7 @@ def test_one_domain_one_instance_and_plans_without_the_feature(owned, dns, make_
 def test_console_adds_checks_and_removes_a_domain(owned, dns, client, user, django_capture_on_commit_callbacks):
     instance, _ = owned
     client.force_login(user)
-    page = client.get(f"/instances/{instance.instance_id}").content.decode()
+    page = client.get(f"/instances/{instance.instance_id}?tab=domains").content.decode()
     assert f"instance-{instance.slug}.quantmesh.test" in page and "Add domain" in page
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
