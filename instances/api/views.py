@@ -137,11 +137,11 @@ class InstanceMigrateApi(APIView):
         operation_id="instances_migrate",
     )
     def post(self, request, instance_id: str):
+        instance = _get_instance(request, instance_id)  # another tenant's id: 404 before any validation
         data = InstanceMigrateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        instance = services.instance_migrate(
-            instance=_get_instance(request, instance_id), region=data.validated_data["region"], actor=request.user
-        )
+        region = data.validated_data["region"]
+        instance = services.instance_migrate(instance=instance, region=region, actor=request.user)
         return Response(InstanceOutputSerializer(instance).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -352,7 +352,7 @@ def test_self_referral_and_unknown_codes_are_ignored(db, client, make_user):
 def test_billing_page_with_stripe_checkout_portal_and_invoices(stripe_billing, user, client_for, client):
     client.force_login(user)
     page = client.get("/billing/").content.decode()
-    assert "Continue to payment" in page and "Local billing" not in page
+    assert "secure page; the plan starts once the payment succeeds" in page and "Local billing" not in page
     response = client.post("/billing/", {"action": "subscribe", "plan": "personal", "interval": "month"})
     assert response.status_code == 302 and response["Location"].startswith("https://checkout.stripe.com/")
 

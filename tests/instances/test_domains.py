@@ -148,12 +148,12 @@ def test_console_adds_checks_and_removes_a_domain(owned, dns, client, user, djan
             f"/instances/{instance.instance_id}/domains", {"action": "add", "domain": "c.example.com"}, follow=True
         )
     assert "c.example.com: DNS is being checked" in response.content.decode()
-    page = client.get(f"/instances/{instance.instance_id}").content.decode()
+    page = client.get(f"/instances/{instance.instance_id}?tab=domains").content.decode()
     assert "not verified: c.example.com does not exist in DNS yet" in page
     dns.cnames["c.example.com"] = f"instance-{instance.slug}.quantmesh.test"
     with django_capture_on_commit_callbacks(execute=True):
         client.post(f"/instances/{instance.instance_id}/domains", {"action": "verify", "domain": "c.example.com"})
-    page = client.get(f"/instances/{instance.instance_id}").content.decode()
+    page = client.get(f"/instances/{instance.instance_id}?tab=domains").content.decode()
     assert "<strong>c.example.com</strong> · verified" in page
     client.post(f"/instances/{instance.instance_id}/domains", {"action": "remove", "domain": "c.example.com"})
     assert not CustomDomain.objects.exists()
