@@ -6,7 +6,7 @@ Accept-Language. English is the source text; a missing entry shows English (test
 from __future__ import annotations
 
 ZH = {
-    "Post-only (maker) orders; some exchanges cannot place them": "只挂单（maker）；部分交易所不支持",
+    "Post-only (maker) orders; some exchanges cannot place them": "只挂单（做市单）；部分交易所不支持",
     "Risk stops": "风控停止",
     "no risk stop is active": "当前没有生效的风控停止",
     "A stop-loss, the daily loss limit and a rapid-decline pause stay in force across restarts and config saves "

@@ -447,7 +447,7 @@ CSP = "; ".join(
     [
         "default-src 'none'",
         "style-src 'self'",
-        "img-src 'self'",
+        "img-src 'self' data:",  # the empty data: favicon (no /favicon.ico request)
         "form-action 'self'",
         "frame-ancestors 'none'",
         "base-uri 'none'",
