@@ -49,7 +49,7 @@ def test_pages_carry_security_headers(data_dir):
 
 
 def test_the_config_form_needs_its_csrf_token(data_dir):
-    form = {"exchange": "paper", "symbols": "ETH/USDT", "price_interval": "15", "order_quote_size": "50"}
+    form = {"exchange": "paper", "symbols": "ETH/USDT", "price_interval": "150", "order_quote_size": "50"}
 
     async def scenario(session, base, engine):
         # A post from another site: no token (it cannot read the form), or a forged one.
