@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 import requests
 import websockets
+from cryptography.fernet import Fernet
 from django.conf import settings
 
 from instances.runtime.docker import LABEL, SCOPE_LABEL, docker_available
@@ -147,6 +148,7 @@ class Stack:
             "QM_METRICS_TOKEN": token,
             "QM_GRAFANA_DATASOURCE_TOKEN": secrets.token_hex(16),
             "QM_TRAEFIK_PROVIDER_TOKEN": secrets.token_hex(16),
+            "QM_ENCRYPTION_KEYS": Fernet.generate_key().decode(),  # production refuses to start without it
             "ACME_EMAIL": "ops@stack.test",
             "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(8),
             "QM_OPERATOR_EMAIL": "ops@stack.test",

@@ -66,6 +66,7 @@ def test_orphan_is_removed(runtime, db):
             memory_limit_mb=512,
             pids_limit=128,
             files={},
+            run_keys=b"proxy_secret: orphan\n",  # swarm keeps run keys as a Docker secret, never empty
         )
     )
     assert "qm-orphan-1700000000" in runtime.list_all()

@@ -115,7 +115,7 @@ def test_live_logs_arrive_at_once(runtime, node2, create_instance, customer_clie
 
 def test_files_are_read_and_written_on_the_datas_node(runtime, node2, create_instance, customer_client):
     instance_id = create_instance("personal")["instance_id"]
-    assert b"proxy_secret" in runtime.read_file(instance_id, "platform.yaml")
+    assert instance_id.encode() in runtime.read_file(instance_id, "platform.yaml")
     customer_client.post(f"/api/saas/instances/{instance_id}/stop")
     runtime.write_files(instance_id, {"notes.txt": b"on node 2"})  # a helper container on node 2
     assert runtime.read_file(instance_id, "notes.txt") == b"on node 2"
