@@ -42,6 +42,7 @@ def worker_env(runtime, settings):
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "CELERY_TASK_ALWAYS_EAGER": "0",
         "QM_RUNTIME_BACKEND": runtime.name,
+        "QM_RUNTIME_SCOPE": settings.QM_RUNTIME_SCOPE,  # the worker's containers are this test's
         "QM_PROCESS_ROOT": str(settings.QM_PROCESS_ROOT),
         "QM_PROVISION_TIMEOUT_SECONDS": "30",
     }
