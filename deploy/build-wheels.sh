@@ -28,9 +28,11 @@ wheelhouse() {  # wheelhouse <dir> <requirements file>: the pinned wheels only, 
     offline "$1" "$2" "$marked"
   fi
 }
+# Fails when the cache lacks a wheel. Called as an `if` condition, where `set -e` is off: each step's
+# status must be chained explicitly, or a fresh machine's empty cache would pass for a full one.
 offline() {
-  pip_quiet wheel --quiet --no-index --find-links "$CACHE" --wheel-dir "$1" -r "$2"
-  [ -z "$3" ] || pip_quiet wheel --quiet --no-deps --no-index --find-links "$CACHE" --wheel-dir "$1" $3
+  pip_quiet wheel --quiet --no-index --find-links "$CACHE" --wheel-dir "$1" -r "$2" \
+    && { [ -z "$3" ] || pip_quiet wheel --quiet --no-deps --no-index --find-links "$CACHE" --wheel-dir "$1" $3; }
 }
 for image in "${@:-portal engine}"; do
   for image in $image; do
