@@ -331,7 +331,7 @@ def instance_apply_limits(*, instance_id: str) -> None:
     if backend.status(instance_id).state == RuntimeState.MISSING:
         return  # created with the current plan when it next starts
     data_changing.send(sender=Instance, instance=instance, reason="plan_change")
-    backend.create(instance_spec(instance))  # rewrites platform.yaml on the existing unit
+    backend.write_files(instance_id, instance_spec(instance).files)  # the new plan's platform.yaml
     backend.update_limits(instance_id, instance.cpu_limit, instance.memory_limit_mb)
 
 

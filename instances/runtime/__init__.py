@@ -1,5 +1,5 @@
-"""Runtime backends: where instances actually run (process, docker, swarm). One interface (base.py),
-chosen by settings."""
+"""Runtime backends: where instances actually run (process, docker, swarm; memory for tests). One
+interface (base.py), chosen by settings."""
 
 from __future__ import annotations
 
@@ -35,4 +35,10 @@ def get_backend() -> RuntimeBackend:
             constraints=settings.QM_SWARM_CONSTRAINTS,
             node_engines=settings.QM_SWARM_NODE_ENGINES,
         )
-    raise ValueError(f"QM_RUNTIME_BACKEND={settings.QM_RUNTIME_BACKEND!r}: use 'process', 'docker' or 'swarm'")
+    if settings.QM_RUNTIME_BACKEND == "memory":
+        from .memory import MemoryBackend
+
+        return MemoryBackend()
+    raise ValueError(
+        f"QM_RUNTIME_BACKEND={settings.QM_RUNTIME_BACKEND!r}: use 'process', 'docker', 'swarm' or 'memory' (tests)"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,15 @@ class InstanceSpec:
 
 RUN_KEYS_DIR = "/run/quantmesh"
 RUN_KEYS_PATH = f"{RUN_KEYS_DIR}/keys.yaml"
+# Files of the data volume that hold secrets: written 0600 on every backend.
+SECRET_FILES = {"platform.yaml", "secrets.yaml", "secrets.enc"}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def default_keys_root() -> Path:
@@ -111,10 +121,16 @@ class BackendError(Exception):
 class RuntimeBackend(ABC):
     name: str
 
-    @abstractmethod
     def create(self, spec: InstanceSpec) -> None:
-        """Create the instance's runtime unit (not started). Idempotent: an existing one is reused
-        and only its files are rewritten."""
+        """Create the instance's runtime unit (not started) and write its files. Idempotent: an
+        existing unit is reused and only its files are rewritten. A caller that only has files to
+        write calls write_files()."""
+        self.ensure_unit(spec)
+        self.write_files(spec.instance_id, spec.files)
+
+    @abstractmethod
+    def ensure_unit(self, spec: InstanceSpec) -> None:
+        """The unit and its data volume exist (made if missing, not started) and hold the run keys."""
 
     @abstractmethod
     def start(self, instance_id: str) -> None: ...
@@ -166,4 +182,5 @@ class RuntimeBackend(ABC):
 
     @abstractmethod
     def write_files(self, instance_id: str, files: dict[str, bytes]) -> None:
-        """Write files into the instance's data volume (secrets 0600), replacing what is there."""
+        """Write files into the unit's data volume (SECRET_FILES 0600), replacing those of the same
+        name, whether it runs or not; BackendError when the instance has no unit."""

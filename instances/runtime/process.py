@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .base import (
+    SECRET_FILES,
     BackendError,
     InstanceSpec,
     RuntimeBackend,
@@ -34,22 +34,16 @@ from .base import (
     RuntimeStats,
     RuntimeStatus,
     default_keys_root,
+    free_port,
     host_keys_dir,
     remove_keys_dir,
     write_run_keys,
 )
 from .cgroups import Cgroup
 
-SECRET_FILES = {"platform.yaml", "secrets.yaml", "secrets.enc"}
 HEALTH_TIMEOUT = 1.0
 LOG_MAX_BYTES = 20 * 1024 * 1024  # the log is cut back to its last half beyond this
 PORTAL_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ProcessBackend(RuntimeBackend):
@@ -91,15 +85,14 @@ class ProcessBackend(RuntimeBackend):
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def create(self, spec: InstanceSpec) -> None:
+    def ensure_unit(self, spec: InstanceSpec) -> None:
         directory = self._dir(spec.instance_id)
         data = directory / "data"
         data.mkdir(parents=True, exist_ok=True)
         os.chmod(data, 0o700)
-        self.write_files(spec.instance_id, spec.files)
         if spec.run_keys:
             write_run_keys(host_keys_dir(self.keys_root, spec.instance_id), spec.run_keys)
-        state = self._state(spec.instance_id) or {"port": _free_port(), "created_at": time.time()}
+        state = self._state(spec.instance_id) or {"port": free_port(), "created_at": time.time()}
         state.update(
             owner_id=spec.owner_id,
             cpu_limit=spec.cpu_limit,
@@ -314,6 +307,8 @@ class ProcessBackend(RuntimeBackend):
             return None
 
     def write_files(self, instance_id: str, files: dict[str, bytes]) -> None:
+        if self._state(instance_id) is None:
+            raise BackendError(f"{instance_id} does not exist: create it first")
         data = self._dir(instance_id) / "data"
         for name, content in files.items():
             # Secrets are created 0600 before any byte is written.

@@ -41,8 +41,8 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from .base import BackendError, InstanceSpec, RuntimeBackend, RuntimeState, RuntimeStats, RuntimeStatus
-from .docker import (
+from .base import BackendError, InstanceSpec, RuntimeBackend, RuntimeState, RuntimeStats, RuntimeStatus, free_port
+from .containers import (
     ENGINE_PORT,
     ENGINE_UID,
     LABEL,
@@ -51,7 +51,6 @@ from .docker import (
     data_volume_name,
     docker_time,
     engine_command,
-    free_port,
     lines_of,
     put_files,
     read_data_file,
@@ -59,6 +58,7 @@ from .docker import (
     unit_name,
     update_container_limits,
 )
+from .docker_api import service_update
 
 SERVICE_ID_LABEL = "com.docker.swarm.service.id"
 SWARM_KEYS_NAME = "quantmesh-keys"  # the run keys' Docker secret, at /run/secrets/<this> in the task
@@ -268,20 +268,15 @@ class SwarmBackend(RuntimeBackend):
         service.reload()
         spec = copy.deepcopy(service.attrs["Spec"])
         change(spec)
-        api = self.client.api
-        response = api._post_json(
-            api._url("/services/{0}/update", service.id), params={"version": service.version}, data=spec
-        )
-        api._raise_for_status(response)
+        service_update(self.client, service.id, service.version, spec)
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def create(self, spec: InstanceSpec) -> None:
+    def ensure_unit(self, spec: InstanceSpec) -> None:
         if self._service(spec.instance_id) is None:
             node_id = self._pick_node(spec.region)
             self._ensure_volume(spec.instance_id, node_id)
             self._create_service(spec, node_id, self._run_keys_secret(spec))
-        self._put_files(spec.instance_id, spec.files)
 
     def _region_nodes(self, region: str) -> list[dict]:
         nodes = [n for n in self._nodes().values() if not node_problem(n)]
@@ -322,7 +317,8 @@ class SwarmBackend(RuntimeBackend):
         """Whether every node reaches the same volume: a volume plugin, or NFS/CIFS through `local`."""
         return self.volume_driver != "local" or self.volume_options.get("type") in NETWORK_FILESYSTEMS
 
-    def _placement(self, node_id: str, region: str = "") -> list[str]:
+    def placement_constraints(self, node_id: str, region: str = "") -> list[str]:
+        """The service's placement constraints for data made on `node_id` in `region`."""
         regional = [f"node.labels.{REGION_LABEL}=={region}"] if region else []
         if self.volumes_shared:
             return [*regional, *self.constraints]
@@ -384,7 +380,7 @@ class SwarmBackend(RuntimeBackend):
                 mode=docker.types.ServiceMode("replicated", replicas=0),
                 resources=resources,
                 restart_policy=docker.types.RestartPolicy(condition="none"),
-                constraints=self._placement(node_id, spec.region),
+                constraints=self.placement_constraints(node_id, spec.region),
                 networks=[self.network],
                 mounts=[volume, tmp],
                 user=f"{ENGINE_UID}:{ENGINE_UID}",
@@ -422,7 +418,7 @@ class SwarmBackend(RuntimeBackend):
         node = self.client.api.inspect_node(node_id)
         return node["Spec"].get("Labels", {}).get(ADDRESS_LABEL) or node["Status"]["Addr"]
 
-    def _put_files(self, instance_id: str, files: dict[str, bytes]) -> None:
+    def write_files(self, instance_id: str, files: dict[str, bytes]) -> None:
         if not files:
             return
         container = self.task_container(instance_id)
@@ -462,9 +458,6 @@ class SwarmBackend(RuntimeBackend):
             return read_data_file(container, name)
         with self._volume_helper(instance_id) as helper:
             return read_data_file(helper, name)
-
-    def write_files(self, instance_id: str, files: dict[str, bytes]) -> None:
-        self._put_files(instance_id, files)
 
     def start(self, instance_id: str) -> None:
         service = self._get(instance_id)
@@ -580,7 +573,7 @@ class SwarmBackend(RuntimeBackend):
         if self.network == "host":  # the engine listens on the target node's address
             port, listen = self._node_port(target)
             there = _Placement(
-                constraints=self._placement(target, region),
+                constraints=self.placement_constraints(target, region),
                 region=region,
                 args=engine_command(
                     host_network=True, port=port, keys_file=f"/run/secrets/{SWARM_KEYS_NAME}", listen=listen
@@ -588,7 +581,7 @@ class SwarmBackend(RuntimeBackend):
                 port=str(port),
             )
         else:
-            there = _Placement(self._placement(target, region), region, here.args, here.port)
+            there = _Placement(self.placement_constraints(target, region), region, here.args, here.port)
         self.stop(instance_id, timeout=self.stop_timeout)
         try:
             if not self.volumes_shared:

@@ -40,8 +40,9 @@ def runtime(request, settings, tmp_path):
     """Each instance test runs on every backend: the engine as a subprocess, containers on the real
     Docker engine (with the engine image built by engine/build-image.sh), and services on a one-node
     swarm of that engine (deploy/scripts/swarm-up.sh). `swarm-node2`, asked for by the two-node tests,
-    places instances on the second node (deploy/scripts/second-node.sh). Everything a test made is
-    removed after it."""
+    places instances on the second node (deploy/scripts/second-node.sh). `memory`, asked for by name,
+    keeps instances in the test's memory (no engine: for the portal's own logic, in milliseconds).
+    Everything a test made is removed after it."""
     if request.param == "docker":
         require_service(docker_available(), "no Docker engine answers (deploy/scripts/docker-up.sh starts one)")
     if request.param.startswith("swarm"):
@@ -102,8 +103,10 @@ def kill_engine(backend, instance_id: str) -> None:
         backend.client.containers.get(backend.container_name(instance_id)).kill()
     elif backend.name == "swarm":
         container = backend.task_container(instance_id)
-        assert container is not None, [t["Status"] for t in backend._tasks(backend._get(instance_id))]
+        assert container is not None, backend.status(instance_id)
         container.kill()
+    elif backend.name == "memory":
+        backend.crash(instance_id, exit_code=137)
     else:
         state = json.loads((backend.root / instance_id / "state.json").read_text())
         supervisor = state["pid"]

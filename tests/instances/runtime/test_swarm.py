@@ -180,7 +180,7 @@ def test_only_shared_volumes_let_instances_leave_their_node(driver, options, sha
     constraints = ["node.role==worker"]
     backend = SwarmBackend(client=object(), volume_driver=driver, volume_options=options, constraints=constraints)
     assert backend.volumes_shared is shared
-    placement = backend._placement("node1", "eu")
+    placement = backend.placement_constraints("node1", "eu")
     region = "node.labels.quantmesh.region==eu"
     # Shared: swarm may place it on any node of its region; local: pinned to the node of its data.
     assert placement == ([region, *constraints] if shared else ["node.id==node1", region, *constraints])
