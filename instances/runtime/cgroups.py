@@ -55,7 +55,7 @@ class Cgroup:
             self._write("cpu", "cpu.max", f"{quota} {CFS_PERIOD_US}")
         else:
             # memsw must stay >= mem: lower memsw last when shrinking, first when growing.
-            current = int(self._read("memory", "memory.limit_in_bytes") or 0)
+            current = int(self.read("memory", "memory.limit_in_bytes") or 0)
             order = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
             if current and memory > current:
                 order.reverse()
@@ -71,17 +71,17 @@ class Cgroup:
                 break  # one unified group
 
     def memory_bytes(self) -> int | None:
-        value = self._read("memory", "memory.current" if self.v2 else "memory.usage_in_bytes")
+        value = self.read("memory", "memory.current" if self.v2 else "memory.usage_in_bytes")
         return int(value) if value else None
 
     def cpu_seconds(self) -> float | None:
         if self.v2:
-            text = self._read("cpu", "cpu.stat")
+            text = self.read("cpu", "cpu.stat")
             if not text:
                 return None
             usage = dict(line.split() for line in text.splitlines())
             return int(usage["usage_usec"]) / 1e6
-        value = self._read("cpuacct", "cpuacct.usage")
+        value = self.read("cpuacct", "cpuacct.usage")
         return int(value) / 1e9 if value else None
 
     def remove(self) -> None:
@@ -96,7 +96,8 @@ class Cgroup:
             if not missing_ok:
                 raise
 
-    def _read(self, controller: str, name: str) -> str | None:
+    def read(self, controller: str, name: str) -> str | None:
+        """A control file of the group (e.g. "memory", "memory.max"), stripped; None when unreadable."""
         try:
             return (self._dir(controller) / name).read_text().strip()
         except OSError:

@@ -28,14 +28,14 @@ def test_cgroup_limits_follow_the_plan_and_update_live(runtime, create_instance)
     instance_id = create_instance("professional")["instance_id"]
     group = Cgroup(instance_id)
     memory_file = "memory.max" if group.v2 else "memory.limit_in_bytes"
-    assert int(group._read("memory", memory_file)) == 2048 * 1024 * 1024
+    assert int(group.read("memory", memory_file)) == 2048 * 1024 * 1024
     before = runtime.status(instance_id).started_at
     runtime.update_limits(instance_id, cpu_limit=1.0, memory_limit_mb=1024)
-    assert int(group._read("memory", memory_file)) == 1024 * 1024 * 1024
-    quota = group._read("cpu", "cpu.max").split()[0] if group.v2 else group._read("cpu", "cpu.cfs_quota_us")
+    assert int(group.read("memory", memory_file)) == 1024 * 1024 * 1024
+    quota = group.read("cpu", "cpu.max").split()[0] if group.v2 else group.read("cpu", "cpu.cfs_quota_us")
     assert int(quota) == 100_000
     assert runtime.status(instance_id).started_at == before  # no restart
-    engine_pids = group._read("memory", "cgroup.procs").split()
+    engine_pids = group.read("memory", "cgroup.procs").split()
     assert len(engine_pids) >= 2  # the supervisor and the engine
 
 
