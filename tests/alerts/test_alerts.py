@@ -294,7 +294,7 @@ def test_alerts_are_written_in_the_language_the_user_reads(customer, both_channe
 
     user_language_set(user=customer, language="zh-hans")
     both_channels(customer)
-    instance = _row(customer, slug="alertzh")
+    instance = _row(customer, slug="alrtzh")
     engine_status_record(instance=instance, payload={"trading_state": "trading", "symbols": []})
     payload = {
         "trading_state": "error",
