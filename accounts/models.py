@@ -38,6 +38,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
+    # The console language last chosen (or the browser's at sign-up): what alerts, e-mails and DNS
+    # messages written outside a request use. Empty: the site's default.
+    language = models.CharField(max_length=10, blank=True)
 
     objects = UserManager()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import translation
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -11,6 +13,15 @@ from .models import ApiToken, SecurityEvent, User
 
 def user_has_two_factor(user: User) -> bool:
     return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+def user_language(user: User) -> str:
+    """The language to write to `user` in outside a request (alerts, DNS checks): the one stored on
+    the account, or the site's default."""
+    try:
+        return translation.get_supported_language_variant(user.language or settings.LANGUAGE_CODE)
+    except LookupError:
+        return settings.LANGUAGE_CODE
 
 
 def backup_codes_remaining(user: User) -> int:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django_otp import match_token
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -39,6 +39,17 @@ def security_event_record(
         user_agent=user_agent(request),
         detail=detail,
     )
+
+
+def user_language_set(*, user: User, language: str) -> None:
+    """Remember the language `user` reads the console in; a language the site does not offer is ignored."""
+    try:
+        code = translation.get_supported_language_variant(language or "")
+    except LookupError:
+        return
+    if user.language != code:
+        user.language = code
+        user.save(update_fields=["language"])
 
 
 def hash_token(raw: str) -> str:

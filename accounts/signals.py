@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from allauth.account.signals import user_signed_up
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.dispatch import Signal, receiver
+from django.utils import translation
 
 from .models import SecurityEvent
 
@@ -18,7 +20,16 @@ def record_web_login(sender, request, user, **kwargs):
     from .services import security_event_record
 
     throttling.clear_login_failures(ip=client_ip(request), email=user.email)
+    if not user.language:  # accounts older than the stored language get the one they log in with
+        remember_request_language(sender, request, user)
     security_event_record(kind=SecurityEvent.Kind.LOGIN_OK, user=user, request=request, via="web")
+
+
+@receiver(user_signed_up)
+def remember_request_language(sender, request, user, **kwargs):
+    from .services import user_language_set
+
+    user_language_set(user=user, language=translation.get_language_from_request(request))
 
 
 @receiver(user_logged_out)

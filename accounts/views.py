@@ -11,12 +11,23 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from django.views.i18n import set_language
 from django_otp import login as otp_login
 
 from quantmesh.api.errors import ApiError
 
 from . import selectors, services, throttling
 from .forms import CodeForm, DisableTwoFactorForm
+
+
+@require_POST
+def language_switch(request):
+    """Django's set_language, and the choice remembered on the account: alerts and DNS messages,
+    written outside any request, use it."""
+    response = set_language(request)
+    if request.user.is_authenticated:
+        services.user_language_set(user=request.user, language=request.POST.get("language", ""))
+    return response
 
 
 def _safe_next(request, default: str = "/") -> str:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.dispatch import receiver
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from accounts.selectors import user_language
 from backups.signals import backup_failed
 from billing.signals import customer_notice, payment_failed
 from instances.signals import instance_events_recorded
@@ -12,36 +16,42 @@ from instances.signals import instance_events_recorded
 from .models import AlertKind
 from .services import alert_raise
 
+NOT_TRADING = (
+    gettext_lazy("{id} is not trading: {cause}"),
+    gettext_lazy("The engine runs but is not trading: {reason}.\n\nFix it: {fix_url}\nThe instance: {console_url}"),
+)
+# Subject and body of each event's alert, rendered in the owner's language.
 INSTANCE_EVENTS = {
-    "crashed": (AlertKind.INSTANCE_DOWN, "{id} crashed", "The engine stopped: {reason}. It is being restarted."),
+    "crashed": (
+        AlertKind.INSTANCE_DOWN,
+        gettext_lazy("{id} crashed"),
+        gettext_lazy("The engine stopped: {reason}. It is being restarted."),
+    ),
     "crash_loop": (
         AlertKind.INSTANCE_DOWN,
-        "{id} is crash-looping",
-        "The engine keeps crashing ({reason}) and was left stopped. Check its logs and configuration, then start it.",
+        gettext_lazy("{id} is crash-looping"),
+        gettext_lazy(
+            "The engine keeps crashing ({reason}) and was left stopped. Check its logs and configuration, "
+            "then start it."
+        ),
     ),
-    "failed": (AlertKind.INSTANCE_DOWN, "{id} failed", "The instance failed: {reason}."),
-    "stopped_by_plan": (AlertKind.BILLING, "{id} was stopped by your plan", "{reason}"),
-    "domain_unrouted": (AlertKind.BILLING, "A custom domain of {id} is no longer routed", "{reason}"),
+    "failed": (AlertKind.INSTANCE_DOWN, gettext_lazy("{id} failed"), gettext_lazy("The instance failed: {reason}.")),
+    "stopped_by_plan": (AlertKind.BILLING, gettext_lazy("{id} was stopped by your plan"), "{reason}"),
+    "domain_unrouted": (AlertKind.BILLING, gettext_lazy("A custom domain of {id} is no longer routed"), "{reason}"),
     "node_unreachable": (
         AlertKind.INSTANCE_DOWN,
         "{id}: {reason}",
-        "The server it runs on cannot be reached ({reason}). Nothing is deleted; it runs again when the server "
-        "is back.",
+        gettext_lazy(
+            "The server it runs on cannot be reached ({reason}). Nothing is deleted; it runs again when the "
+            "server is back."
+        ),
     ),
-    "unhealthy": (
-        AlertKind.INSTANCE_UNHEALTHY,
-        "{id} is not trading: {cause}",
-        "The engine runs but is not trading: {reason}.\n\nFix it: {fix_url}\nThe instance: {console_url}",
-    ),
-    "trading_error": (
-        AlertKind.INSTANCE_UNHEALTHY,
-        "{id} is not trading: {cause}",
-        "The engine runs but is not trading: {reason}.\n\nFix it: {fix_url}\nThe instance: {console_url}",
-    ),
+    "unhealthy": (AlertKind.INSTANCE_UNHEALTHY, *NOT_TRADING),
+    "trading_error": (AlertKind.INSTANCE_UNHEALTHY, *NOT_TRADING),
     "trading_paused": (
         AlertKind.RISK_TRIGGERED,
-        "{id}: trading paused by risk control ({cause})",
-        "{reason}.\n\nReview the risk settings: {fix_url}\nThe instance: {console_url}",
+        gettext_lazy("{id}: trading paused by risk control ({cause})"),
+        gettext_lazy("{reason}.\n\nReview the risk settings: {fix_url}\nThe instance: {console_url}"),
     ),
 }
 
@@ -65,21 +75,17 @@ def alerts_for_instance_events(*, event_ids: list[int]) -> list:
     for event in events.order_by("pk"):
         kind, subject, message = INSTANCE_EVENTS[event.kind]
         instance = event.instance
-        values = {
-            "id": instance.instance_id,
-            "reason": event.detail.get("reason", "no reason recorded"),
-            "cause": _cause_words(event.detail.get("cause", "")),
-            **links(instance),
-        }
-        if event.kind == "unhealthy":
-            values.update(_why_unhealthy(instance))
-        alert = alert_raise(
-            user=instance.owner,
-            kind=kind,
-            instance=instance,
-            subject=subject.format(**values),
-            message=message.format(**values),
-        )
+        with translation.override(user_language(instance.owner)):
+            values = {
+                "id": instance.instance_id,
+                "reason": _reason_words(event.detail.get("reason")),
+                "cause": _cause_words(event.detail.get("cause", "")),
+                **links(instance),
+            }
+            if event.kind == "unhealthy":
+                values.update(_why_unhealthy(instance))
+            subject, message = str(subject).format(**values), str(message).format(**values)
+        alert = alert_raise(user=instance.owner, kind=kind, instance=instance, subject=subject, message=message)
         if alert is not None:
             raised.append(alert)
     return raised
@@ -94,7 +100,13 @@ def links(instance) -> dict:
 def _cause_words(cause: str) -> str:
     from instances.presentation import cause_text
 
-    return cause_text(cause) or "unknown cause"
+    return cause_text(cause) or _("unknown cause")
+
+
+def _reason_words(reason: str | None) -> str:
+    from instances.presentation import reason_text
+
+    return reason_text(reason) if reason else _("no reason recorded")
 
 
 def _why_unhealthy(instance) -> dict:
@@ -104,19 +116,22 @@ def _why_unhealthy(instance) -> dict:
 
     engine_status_fetch(instance=instance, backend=get_backend())
     if instance.trading_reason:
-        return {"reason": instance.trading_reason, "cause": _cause_words(instance.trading_cause)}
-    return {"reason": "its trading loop has not ticked recently (stale heartbeat)", "cause": "stale heartbeat"}
+        return {"reason": _reason_words(instance.trading_reason), "cause": _cause_words(instance.trading_cause)}
+    return {
+        "reason": _("its trading loop has not ticked recently (stale heartbeat)"),
+        "cause": _("stale heartbeat"),
+    }
 
 
 @receiver(payment_failed)
 def alert_on_payment_failed(sender, user, **kwargs) -> None:
-    alert_raise(
-        user=user,
-        kind=AlertKind.PAYMENT_FAILED,
-        subject="Your QuantMesh Cloud payment failed",
-        message="Your last payment failed. Update your card on the billing page, or your instances will be stopped "
-        "when the grace period ends (their data is kept).",
-    )
+    with translation.override(user_language(user)):
+        subject = _("Your QuantMesh Cloud payment failed")
+        message = _(
+            "Your last payment failed. Update your card on the billing page, or your instances will be stopped "
+            "when the grace period ends (their data is kept)."
+        )
+    alert_raise(user=user, kind=AlertKind.PAYMENT_FAILED, subject=subject, message=message)
 
 
 @receiver(customer_notice)
@@ -126,10 +141,12 @@ def alert_on_billing_notice(sender, user, subject: str, message: str, **kwargs) 
 
 @receiver(backup_failed)
 def alert_on_backup_failed(sender, backup, **kwargs) -> None:
+    with translation.override(user_language(backup.owner)):
+        subject = _("Backup of %(instance)s failed") % {"instance": backup.instance.instance_id}
+        message = _("The %(kind)s backup failed: %(error)s") % {
+            "kind": backup.get_kind_display().lower(),
+            "error": backup.error,
+        }
     alert_raise(
-        user=backup.owner,
-        kind=AlertKind.BACKUP_FAILED,
-        instance=backup.instance,
-        subject=f"Backup of {backup.instance.instance_id} failed",
-        message=f"The {backup.get_kind_display().lower()} backup failed: {backup.error}",
+        user=backup.owner, kind=AlertKind.BACKUP_FAILED, instance=backup.instance, subject=subject, message=message
     )

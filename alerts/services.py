@@ -10,7 +10,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from accounts.selectors import user_language
 
 from . import telegram
 from .models import Alert, AlertKind, AlertSettings
@@ -25,7 +28,7 @@ class DeliveryFailed(Exception):
 
 
 def alert_settings_get(*, user) -> AlertSettings:
-    found, _ = AlertSettings.objects.get_or_create(user=user, defaults={"events": list(AlertKind.values)})
+    found, _created = AlertSettings.objects.get_or_create(user=user, defaults={"events": list(AlertKind.values)})
     return found
 
 
@@ -148,16 +151,24 @@ def instances_watch() -> int:
         except BackendError:
             stats = None
         if stats is not None and max(stats.cpu_usage, stats.memory_usage) >= threshold:
+            with translation.override(user_language(instance.owner)):
+                subject = _("%(instance)s: near its resource limit") % {"instance": instance.instance_id}
+                message = _(
+                    "CPU %(cpu)s of %(cores)s core(s), memory %(memory)s of %(memory_limit)s MB. Reduce its "
+                    "trading pairs or upgrade the plan."
+                ) % {
+                    "cpu": f"{stats.cpu_usage:.0%}",
+                    "cores": f"{stats.cpu_limit:g}",
+                    "memory": f"{stats.memory_usage:.0%}",
+                    "memory_limit": stats.memory_limit_mb,
+                }
             raised += bool(
                 alert_raise(
                     user=instance.owner,
                     kind=AlertKind.RESOURCE_HIGH,
                     instance=instance,
-                    subject=f"{instance.instance_id}: near its resource limit",
-                    message=(
-                        f"CPU {stats.cpu_usage:.0%} of {stats.cpu_limit:g} core(s), memory {stats.memory_usage:.0%} "
-                        f"of {stats.memory_limit_mb} MB. Reduce its trading pairs or upgrade the plan."
-                    ),
+                    subject=subject,
+                    message=message,
                 )
             )
         reply = engine_client.engine_request(instance, "/api/status", backend=backend)
@@ -166,13 +177,18 @@ def instances_watch() -> int:
         paused = [s["symbol"] for s in reply.json().get("symbols", []) if s.get("risk_state", "ok") != "ok"]
         if paused:
             _risk_event_record(instance, paused)
+            with translation.override(user_language(instance.owner)):
+                subject = _("%(instance)s: risk control triggered") % {"instance": instance.instance_id}
+                message = _("Risk control paused trading of %(symbols)s. Check the instance page.") % {
+                    "symbols": _(", ").join(paused)
+                }
             raised += bool(
                 alert_raise(
                     user=instance.owner,
                     kind=AlertKind.RISK_TRIGGERED,
                     instance=instance,
-                    subject=f"{instance.instance_id}: risk control triggered",
-                    message=f"Risk control paused trading of {', '.join(paused)}. Check the instance page.",
+                    subject=subject,
+                    message=message,
                 )
             )
     return raised

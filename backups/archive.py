@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from cryptography.fernet import InvalidToken
+from django.utils.translation import gettext as _
 
 from quantmesh.crypto import decrypt, encrypt
 
@@ -83,32 +84,32 @@ def build(files: dict[str, bytes], *, instance_id: str, created_at: str) -> byte
 def read(blob: bytes, *, expected_sha256: str | None = None) -> tuple[dict[str, bytes], dict]:
     """The files of a backup (secrets decrypted) and its manifest; BackupError when anything is off."""
     if expected_sha256 is not None and checksum(blob) != expected_sha256:
-        raise BackupError("the backup file is corrupt: its checksum does not match the one recorded")
+        raise BackupError(_("the backup file is corrupt: its checksum does not match the one recorded"))
     try:
         with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as archive:
             members = {m.name: archive.extractfile(m).read() for m in archive.getmembers() if m.isfile()}
     except (tarfile.TarError, OSError, EOFError) as error:
-        raise BackupError(f"the backup file is corrupt: {error}") from None
+        raise BackupError(_("the backup file is corrupt: %(error)s") % {"error": error}) from None
     try:
         manifest = json.loads(members.pop("manifest.json"))
     except (KeyError, ValueError):
-        raise BackupError("the backup file is corrupt: its manifest is missing or unreadable") from None
+        raise BackupError(_("the backup file is corrupt: its manifest is missing or unreadable")) from None
     if manifest.get("format") != FORMAT:
-        raise BackupError(f"unknown backup format {manifest.get('format')!r}")
+        raise BackupError(_("unknown backup format %(format)r") % {"format": manifest.get("format")})
     for name, expected in manifest.get("files", {}).items():
         if name not in members or checksum(members[name]) != expected["sha256"]:
-            raise BackupError(f"the backup file is corrupt: {name} is missing or altered")
+            raise BackupError(_("the backup file is corrupt: %(name)s is missing or altered") % {"name": name})
     if DATABASE not in members:
-        raise BackupError("the backup holds no engine database")
+        raise BackupError(_("the backup holds no engine database"))
     encrypted = members.pop(SECRETS + ENCRYPTED_SUFFIX, None)
     if encrypted is not None:
         try:
             members[SECRETS] = decrypt(encrypted.decode()).encode()
         except InvalidToken:
-            raise BackupError("the backup's secrets cannot be decrypted with this portal's key") from None
+            raise BackupError(_("the backup's secrets cannot be decrypted with this portal's key")) from None
     db_check = database_check(members[DATABASE])
     if db_check != "ok":
-        raise BackupError(f"the backup's database is damaged: {db_check}")
+        raise BackupError(_("the backup's database is damaged: %(problem)s") % {"problem": db_check})
     return members, manifest
 
 

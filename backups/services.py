@@ -10,8 +10,10 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
+from accounts.selectors import user_language
 from instances import engine_client
 from instances import services as instance_services
 from instances.events import instance_event_record
@@ -44,7 +46,7 @@ def _collect(instance: Instance, backend) -> dict[str, bytes]:
     if database is None:
         stored = backend.read_file(instance_id, archive.DATABASE)
         if stored is None:
-            raise archive.BackupError("the instance has no engine database yet")
+            raise archive.BackupError(_("the instance has no engine database yet"))
         database = archive.database_consolidated(stored, backend.read_file(instance_id, archive.DATABASE + "-wal"))
     files = {archive.DATABASE: database}
     config = backend.read_file(instance_id, archive.CONFIG)
@@ -86,18 +88,12 @@ def backup_reencrypt(*, backup: Backup) -> None:
 
 
 def backup_create(*, instance: Instance, kind: str) -> Backup:
-    """Back the instance up now. A failure is recorded as a failed backup (and alerted), not raised."""
+    """Back the instance up now. A failure is recorded as a failed backup (and alerted), not raised;
+    its reason is written in the owner's language (daily backups run outside any request)."""
     backup = Backup(instance=instance, owner_id=instance.owner_id, kind=kind, created_at=timezone.now())
     try:
-        files = _collect(instance, get_backend())
-        blob = archive.build(files, instance_id=instance.instance_id, created_at=backup.created_at.isoformat())
-        manifest = archive.read(blob)[1]
-        key = f"{instance.owner_id}/{instance.instance_id}/{backup.backup_id}.tar.gz"
-        backup.storage_key = _storage().save(key, ContentFile(blob))
-        backup.size_bytes = len(blob)
-        backup.sha256 = archive.checksum(blob)
-        backup.manifest = manifest
-        backup.status = Backup.Status.OK
+        with translation.override(user_language(instance.owner)):
+            _backup_write(backup, instance)
     except (archive.BackupError, BackendError, OSError) as error:
         logger.warning("backup of %s failed: %s", instance.instance_id, error)
         backup.status = Backup.Status.FAILED
@@ -112,24 +108,44 @@ def backup_create(*, instance: Instance, kind: str) -> Backup:
     return backup
 
 
+def _backup_write(backup: Backup, instance: Instance) -> None:
+    """The instance's files archived into backup storage, recorded on `backup` (not yet saved)."""
+    files = _collect(instance, get_backend())
+    blob = archive.build(files, instance_id=instance.instance_id, created_at=backup.created_at.isoformat())
+    manifest = archive.read(blob)[1]
+    key = f"{instance.owner_id}/{instance.instance_id}/{backup.backup_id}.tar.gz"
+    backup.storage_key = _storage().save(key, ContentFile(blob))
+    backup.size_bytes = len(blob)
+    backup.sha256 = archive.checksum(blob)
+    backup.manifest = manifest
+    backup.status = Backup.Status.OK
+
+
 def backup_read(*, backup: Backup) -> dict[str, bytes]:
     """The backup's files, verified; ApiError 409 naming the problem when it cannot be used."""
     if backup.status != Backup.Status.OK:
-        raise ApiError(code="backup_unusable", message=f"{backup.backup_id} failed: {backup.error}", status_code=409)
+        raise ApiError(
+            code="backup_unusable",
+            message=_("%(backup)s failed: %(error)s") % {"backup": backup.backup_id, "error": backup.error},
+            status_code=409,
+        )
     try:
         with _storage().open(backup.storage_key, "rb") as handle:
             blob = handle.read()
     except (FileNotFoundError, OSError):
         raise ApiError(
             code="backup_missing",
-            message=f"The file of {backup.backup_id} is missing from backup storage; nothing was changed.",
+            message=_("The file of %(backup)s is missing from backup storage; nothing was changed.")
+            % {"backup": backup.backup_id},
             status_code=409,
         ) from None
     try:
         return archive.read(blob, expected_sha256=backup.sha256)[0]
     except archive.BackupError as error:
         raise ApiError(
-            code="backup_corrupt", message=f"{backup.backup_id}: {error}; nothing was changed.", status_code=409
+            code="backup_corrupt",
+            message=_("%(backup)s: %(error)s; nothing was changed.") % {"backup": backup.backup_id, "error": error},
+            status_code=409,
         ) from None
 
 
@@ -149,7 +165,7 @@ def backup_restore(*, backup: Backup, target: Instance | None = None, actor=None
     if target.status in (S.DELETING, S.DELETED) or target.desired_state == Instance.Desired.DELETED:
         raise ApiError(
             code="instance_deleted",
-            message="That instance is deleted: restore the backup into a new instance instead.",
+            message=_("That instance is deleted: restore the backup into a new instance instead."),
             status_code=409,
         )
     instance_event_record(

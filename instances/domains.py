@@ -17,8 +17,11 @@ import dns.exception
 import dns.resolver
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from accounts.selectors import user_language
 from billing.selectors import entitlements_for
 from quantmesh.api.errors import ApiError
 
@@ -38,20 +41,20 @@ def domain_add(*, instance: Instance, domain: str, actor) -> CustomDomain:
     if not entitlements_for(instance.owner).has_feature("custom_domain"):
         raise ApiError(
             code="plan_not_allowed",
-            message="Custom domains come with the Professional and Enterprise plans: upgrade first.",
+            message=_("Custom domains come with the Professional and Enterprise plans: upgrade first."),
             status_code=403,
         )
     if not DOMAIN_PATTERN.match(domain):
         raise ApiError(
             code="invalid_request",
-            message=f'domain: "{domain}" is not a host name like trading.example.com.',
-            details={"domain": ["Enter a host name such as trading.example.com."]},
+            message=_('domain: "%(domain)s" is not a host name like trading.example.com.') % {"domain": domain},
+            details={"domain": [_("Enter a host name such as trading.example.com.")]},
         )
     if domain == settings.QM_BASE_DOMAIN or domain.endswith("." + settings.QM_BASE_DOMAIN):
         raise ApiError(
             code="invalid_request",
-            message=f"domain: {domain} belongs to QuantMesh Cloud; use a domain of your own.",
-            details={"domain": ["This domain is ours."]},
+            message=_("domain: %(domain)s belongs to QuantMesh Cloud; use a domain of your own.") % {"domain": domain},
+            details={"domain": [_("This domain is ours.")]},
         )
     try:
         with transaction.atomic():
@@ -60,8 +63,8 @@ def domain_add(*, instance: Instance, domain: str, actor) -> CustomDomain:
             if held >= settings.QM_DOMAINS_PER_INSTANCE:
                 raise ApiError(
                     code="domain_limit",
-                    message=f"An instance can have {settings.QM_DOMAINS_PER_INSTANCE} custom domains; "
-                    "remove one first.",
+                    message=_("An instance can have %(limit)d custom domains; remove one first.")
+                    % {"limit": settings.QM_DOMAINS_PER_INSTANCE},
                     status_code=409,
                     details={"limit": settings.QM_DOMAINS_PER_INSTANCE},
                 )
@@ -70,7 +73,9 @@ def domain_add(*, instance: Instance, domain: str, actor) -> CustomDomain:
             domain_check_enqueue(domain_id=custom.pk)
     except IntegrityError:
         raise ApiError(
-            code="domain_taken", message=f"{domain} is already attached to an instance.", status_code=409
+            code="domain_taken",
+            message=_("%(domain)s is already attached to an instance.") % {"domain": domain},
+            status_code=409,
         ) from None
     return custom
 
@@ -84,7 +89,7 @@ def _resolver() -> dns.resolver.Resolver:
     return resolver
 
 
-DNS_UNANSWERED = "DNS did not answer; try again in a few minutes"
+DNS_UNANSWERED = gettext_lazy("DNS did not answer; try again in a few minutes")
 
 
 def _cname_problem(domain: str, target: str) -> str:
@@ -94,15 +99,19 @@ def _cname_problem(domain: str, target: str) -> str:
     try:
         answer = resolver.resolve(domain, "CNAME")
     except dns.resolver.NXDOMAIN:
-        return f"{domain} does not exist in DNS yet"
+        return _("%(domain)s does not exist in DNS yet") % {"domain": domain}
     except dns.resolver.NoAnswer:
-        return f"{domain} has no CNAME record"
+        return _("%(domain)s has no CNAME record") % {"domain": domain}
     except (dns.exception.Timeout, dns.resolver.NoNameservers):
-        return DNS_UNANSWERED
+        return str(DNS_UNANSWERED)
     found = [str(record.target).rstrip(".").lower() for record in answer]
     if target in found:
         return ""
-    return f"{domain} points to {', '.join(found)}, not {target}"
+    return _("%(domain)s points to %(found)s, not %(target)s") % {
+        "domain": domain,
+        "found": _(", ").join(found),
+        "target": target,
+    }
 
 
 def domain_check_enqueue(*, domain_id: int) -> None:
@@ -115,12 +124,15 @@ def domain_check_enqueue(*, domain_id: int) -> None:
 def domain_verify(*, custom: CustomDomain, actor=None) -> CustomDomain:
     """Look the CNAME up now (a task's work, never a request's): a pending domain whose CNAME is in
     place is verified (Traefik routes it, with TLS, from its next poll); a verified one whose CNAME
-    is gone is withdrawn. A DNS server that does not answer changes nothing but the message."""
-    problem = _cname_problem(custom.domain, cname_target(custom.instance))
+    is gone is withdrawn. A DNS server that does not answer changes nothing but the message, which
+    is written in the owner's language (no request here to take one from)."""
+    with translation.override(user_language(custom.instance.owner)):
+        problem = _cname_problem(custom.domain, cname_target(custom.instance))
+        unanswered = problem == str(DNS_UNANSWERED)
     custom.last_checked_at = timezone.now()
     custom.last_error = problem[:255]
     newly = not problem and custom.verified_at is None
-    withdrawn = problem and problem != DNS_UNANSWERED and custom.verified_at is not None
+    withdrawn = problem and not unanswered and custom.verified_at is not None
     if newly:
         custom.verified_at = custom.last_checked_at
     if withdrawn:
@@ -139,7 +151,7 @@ def domain_remove(*, custom: CustomDomain, actor) -> None:
 
 
 def domain_check(*, domain_id: int) -> CustomDomain | None:
-    custom = CustomDomain.objects.select_related("instance").filter(pk=domain_id).first()
+    custom = CustomDomain.objects.select_related("instance__owner").filter(pk=domain_id).first()
     return domain_verify(custom=custom) if custom else None
 
 

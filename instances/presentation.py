@@ -5,6 +5,8 @@ live updates in static/js use the same words, never raw codes."""
 
 from __future__ import annotations
 
+import re
+
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -55,6 +57,53 @@ def trading_text(state: str, cause: str) -> str:
     label = str(TradingState(state).label) if state in TradingState.values else state
     words = cause_text(cause)
     return _state_with_cause() % {"state": label, "cause": words} if words else label
+
+
+# The engine's own reasons (engine/quantmesh_engine/app.py, exchanges/live.py), in its English:
+# each known shape with its words in the viewer's language; the details inside (the validator's
+# message, the exchange's error) stay as the engine wrote them.
+ENGINE_REASONS = [
+    (re.compile(r"invalid config: (?P<detail>.*)", re.S), gettext_lazy("invalid config: %(detail)s")),
+    (
+        re.compile(r"exchange error, retrying in (?P<seconds>\d+) s: (?P<detail>.*)", re.S),
+        gettext_lazy("exchange error, retrying in %(seconds)s s: %(detail)s"),
+    ),
+    (
+        re.compile(
+            r"cannot write the database \((?P<detail>.*)\), trading paused; retrying in (?P<seconds>\d+) s", re.S
+        ),
+        gettext_lazy("cannot write the database (%(detail)s), trading paused; retrying in %(seconds)s s"),
+    ),
+    (
+        re.compile(r"cannot read the price data: (?P<detail>.*)", re.S),
+        gettext_lazy("cannot read the price data: %(detail)s"),
+    ),
+    (
+        re.compile(r"the exchange rejected the API key: (?P<detail>.*)", re.S),
+        gettext_lazy("the exchange rejected the API key: %(detail)s"),
+    ),
+    (
+        re.compile(r"no API key for (?P<exchange>.*): enter the key and secret on the config page", re.S),
+        gettext_lazy("no API key for %(exchange)s: enter the key and secret on the config page"),
+    ),
+    (
+        re.compile(r"risk control \((?P<rules>[a-z_, ]+)\) paused buying of (?P<symbols>.*)", re.S),
+        gettext_lazy("risk control (%(rules)s) paused buying of %(symbols)s"),
+    ),
+]
+
+
+def reason_text(reason: str) -> str:
+    """The engine's reason in the viewer's language when it is one the portal knows; otherwise as
+    the engine wrote it (the raw reason stays in the API's trading_reason)."""
+    for pattern, words in ENGINE_REASONS:
+        found = pattern.fullmatch(reason or "")
+        if found:
+            values = found.groupdict()
+            if "rules" in values:
+                values["rules"] = cause_text(values["rules"].replace(" ", ""))
+            return str(words) % values
+    return reason
 
 
 def labels() -> list[tuple[str, str]]:

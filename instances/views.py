@@ -79,6 +79,7 @@ def trading_context(instance) -> dict:
         "state": state,
         "cause": cause,
         "reason": reason,
+        "reason_text": presentation.reason_text(reason),
         "text": presentation.trading_text(state, cause),
         "tone": presentation.TONE.get(state, "idle"),
     }

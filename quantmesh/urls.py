@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from django_otp.admin import OTPAdminSite
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts import views as account_views
 from accounts.forms import ThrottledAdminAuthenticationForm
 from alerts import views as alert_views
 from backups import views as backup_views
@@ -69,7 +70,7 @@ urlpatterns = [
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
-    path("i18n/", include("django.conf.urls.i18n")),
+    path("i18n/setlang/", account_views.language_switch, name="set_language"),
     path(settings.QM_ADMIN_PATH, admin.site.urls),
 ]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
+from instances.presentation import reason_text
 from instances.trading import trading_view
 from quantmesh.api.serializers import StrictInputSerializer
 
@@ -52,6 +53,7 @@ class InstanceOutputSerializer(serializers.Serializer):
         "paused: the risk rules (rapid_decline, max_position, stop_loss, daily_loss_limit).",
     )
     trading_reason = serializers.CharField(allow_blank=True, help_text="The engine's reason, in its words.")
+    trading_reason_text = serializers.CharField(allow_blank=True, help_text="The reason in the request's language.")
     trading_checked_at = serializers.DateTimeField(allow_null=True, help_text="When the portal last asked the engine.")
 
     def to_representation(self, instance) -> dict:
@@ -76,6 +78,7 @@ class InstanceOutputSerializer(serializers.Serializer):
             "trading_state": trading_state,
             "trading_cause": trading_cause,
             "trading_reason": trading_reason,
+            "trading_reason_text": reason_text(trading_reason),
             "trading_checked_at": _iso(instance.trading_checked_at),
         }
 
@@ -114,6 +117,7 @@ class TradingOutputSerializer(serializers.Serializer):
     trading_state = serializers.CharField()
     trading_cause = serializers.CharField(allow_blank=True)
     trading_reason = serializers.CharField(allow_blank=True)
+    trading_reason_text = serializers.CharField(allow_blank=True, help_text="The reason in the request's language.")
     symbols = serializers.ListField(
         child=serializers.DictField(),
         help_text="Live, per symbol: price, position, realized_pnl, unrealized_pnl, fees, orders, fills.",

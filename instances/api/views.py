@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from instances import domains, selectors, services, trading
 from instances.events import event_view
 from instances.models import Instance
+from instances.presentation import reason_text
 from quantmesh.api import pagination
 from quantmesh.api.errors import ApiError
 from quantmesh.api.serializers import ErrorSerializer
@@ -188,6 +189,7 @@ class InstanceTradingApi(APIView):
             "trading_state": state,
             "trading_cause": cause,
             "trading_reason": reason,
+            "trading_reason_text": reason_text(reason),
             "symbols": (live or {}).get("symbols", []),
             "history": trading.trading_history(instance=instance, days=query.validated_data["days"]),
         }

@@ -37,7 +37,7 @@
   function causeText(cause) {
     return (cause || "").split(",").filter(Boolean).map((c) => label("cause-" + c, c)).join(label("separator", ", "));
   }
-  function showTrading(state, cause, reason) {
+  function showTrading(state, cause, reason, raw) {
     const badge = document.getElementById("trading-state");
     badge.dataset.state = state;
     const because = causeText(cause);
@@ -45,6 +45,8 @@
     setBadge(badge, because ? label("format", "%(state)s: %(cause)s").replace("%(state)s", text).replace("%(cause)s", because) : text,
       TONE[state]);
     document.getElementById("trading-reason").textContent = reason || "";
+    document.getElementById("trading-reason-raw").textContent = raw || "";  // the engine's own words stay at hand
+    document.getElementById("trading-reason-raw-line").hidden = !raw || raw === reason;
     document.getElementById("trading-reason-line").hidden = !reason;
     document.getElementById("trading-fix").hidden = !["error", "not_answering", "paused"].includes(state);
   }
@@ -217,7 +219,7 @@
     if (!response.ok) return;
     const body = await response.json();
     if (body.status !== status) showStatus(body.status);
-    showTrading(body.trading_state, body.trading_cause, body.trading_reason);  // before the tables: they read it
+    showTrading(body.trading_state, body.trading_cause, body.trading_reason_text, body.trading_reason);  // before the tables: they read it
     if (full || !history) history = body.history; else mergeHistory(body.history);
     mainSymbol = mainSymbol || (body.symbols[0] && body.symbols[0].symbol) || Object.keys(history.price)[0] || null;
     showSymbols(body.symbols);

@@ -211,3 +211,26 @@ def test_security_page_ids_are_unique(client, two_factor_user, password):
     assert 'name="code"' in page
     ids = re.findall(r'\sid="([^"]+)"', page)
     assert ids and len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+
+
+def test_the_account_remembers_the_language_for_what_is_written_outside_a_request(client, user):
+    """Alerts and DNS messages are written by workers: the account keeps the language the customer signed
+    up in and the one they last switched to."""
+    client.post(
+        "/accounts/signup/",
+        {"email": "zh@example.com", "password1": PASSWORD, "password2": PASSWORD},
+        HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9",
+    )
+    assert User.objects.get(email="zh@example.com").language == "zh-hans"
+    user.language = ""  # an account from before the stored language: its next login fills it in
+    user.save(update_fields=["language"])
+    client.force_login(user)
+    user.refresh_from_db()
+    assert user.language == "en"
+    client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/"})
+    user.refresh_from_db()
+    assert user.language == "zh-hans"
+    client.post("/i18n/setlang/", {"language": "en", "next": "/"})
+    client.post("/i18n/setlang/", {"language": "klingon", "next": "/"})  # not offered: ignored
+    user.refresh_from_db()
+    assert user.language == "en"

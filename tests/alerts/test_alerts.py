@@ -282,3 +282,47 @@ def test_telegram_chat_id_must_be_a_chat_id(user, client, telegram, chat_id):
         services.alert_settings_update(
             user=user, email_enabled=True, telegram_enabled=True, telegram_chat_id=good, events=["risk_triggered"]
         )
+
+
+@committing_db
+def test_alerts_are_written_in_the_language_the_user_reads(customer, both_channels, telegram, settings):
+    """Alerts go out from workers, where no request names a language: a customer who reads the console
+    in Chinese gets the e-mail and the Telegram message in Chinese, the engine's reason included (its
+    own details, such as the exchange's error, stay as the engine wrote them)."""
+    from accounts.services import user_language_set
+    from instances.trading import engine_status_record
+
+    user_language_set(user=customer, language="zh-hans")
+    both_channels(customer)
+    instance = _row(customer, slug="alrtzh")
+    engine_status_record(instance=instance, payload={"trading_state": "trading", "symbols": []})
+    payload = {
+        "trading_state": "error",
+        "trading_cause": "exchange_unreachable",
+        "trading_reason": "exchange error, retrying in 4 s: ExchangeNotAvailable: binance GET /api/v3/time",
+        "symbols": [],
+    }
+    engine_status_record(instance=instance, payload=payload)
+    email = [m for m in mail.outbox if instance.instance_id in m.subject][-1]
+    assert email.subject == f"{instance.instance_id} 未在交易：无法连接交易所"
+    assert email.body.startswith("引擎在运行，但未在交易：交易所出错，4 秒后重试：ExchangeNotAvailable: binance")
+    assert f"修复：{settings.QM_PUBLIC_URL}/instances/{instance.instance_id}/open?to=config" in email.body
+    assert telegram.messages[-1]["text"] == f"{email.subject}\n\n{email.body}"
+
+
+@committing_db
+def test_a_failed_backup_is_explained_in_the_owners_language(customer, both_channels, settings, tmp_path):
+    """A daily backup runs in a worker: its reason and its alert follow the owner's language."""
+    from accounts.services import user_language_set
+    from instances.runtime import get_backend
+
+    user_language_set(user=customer, language="zh-hans")
+    both_channels(customer)
+    settings.QM_PROCESS_ROOT = tmp_path
+    get_backend.cache_clear()
+    backup = backup_create(instance=_row(customer, "bkzh"), kind="daily")
+    get_backend.cache_clear()
+    assert backup.status == "failed" and backup.error == "该实例还没有引擎数据库"
+    alert = Alert.objects.get(user=customer, kind=AlertKind.BACKUP_FAILED)
+    assert alert.subject == "qm-bkzh-1700000000 的备份失败"
+    assert alert.message == "每日备份失败：该实例还没有引擎数据库"

@@ -157,3 +157,27 @@ def test_console_adds_checks_and_removes_a_domain(owned, dns, client, user, djan
     assert "<strong>c.example.com</strong> · verified" in page
     client.post(f"/instances/{instance.instance_id}/domains", {"action": "remove", "domain": "c.example.com"})
     assert not CustomDomain.objects.exists()
+
+
+def test_the_dns_error_is_written_in_the_owners_language(owned, user, dns, client, django_capture_on_commit_callbacks):
+    """A worker checks DNS, outside any request: what it found is written in the language the owner
+    reads the console in, and the domains tab shows it so."""
+    from accounts.services import user_language_set
+
+    instance, api = owned
+    user_language_set(user=user, language="zh-hans")
+    dns.cnames["bot.example.org"] = "somewhere-else.example.net"
+    with django_capture_on_commit_callbacks(execute=True):
+        api.post(f"/api/saas/instances/{instance.instance_id}/domains", {"domain": "bot.example.org"}, format="json")
+    expected = f"bot.example.org 指向 somewhere-else.example.net，而不是 instance-{instance.slug}.quantmesh.test"
+    assert CustomDomain.objects.get(domain="bot.example.org").last_error == expected
+    client.force_login(user)
+    page = client.get(f"/instances/{instance.instance_id}?tab=domains", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert expected in page.content.decode()
+    refused = api.post(
+        f"/api/saas/instances/{instance.instance_id}/domains",
+        {"domain": "x.quantmesh.test"},
+        format="json",
+        HTTP_ACCEPT_LANGUAGE="zh-hans",
+    )
+    assert refused.json()["error"]["message"] == "域名：x.quantmesh.test 属于 QuantMesh Cloud；请使用您自己的域名。"

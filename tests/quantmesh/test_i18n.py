@@ -107,3 +107,19 @@ def test_support_page_in_both_languages(client):
     assert "support@quantmesh.io" in english and "Frequently asked questions" in english
     chinese = client.get("/support", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
     assert "常见问题" in chinese and "如何配置交易所 API？" in chinese
+
+
+def test_known_engine_reasons_are_translated_and_unknown_ones_kept():
+    """The engine explains itself in English; the console shows the reasons it knows in the viewer's
+    language (the details inside stay the engine's), and any other reason as the engine wrote it."""
+    from django.utils import translation
+
+    from instances.presentation import reason_text
+
+    raw = "exchange error, retrying in 8 s: ExchangeNotAvailable: okx GET /api/v5/public/time"
+    with translation.override("zh-hans"):
+        assert reason_text(raw) == "交易所出错，8 秒后重试：ExchangeNotAvailable: okx GET /api/v5/public/time"
+        assert reason_text("risk control (stop_loss) paused buying of BTC/USDT") == "风控（止损）已暂停 BTC/USDT 的买入"
+        assert reason_text("something new") == "something new"
+    with translation.override("en"):
+        assert reason_text(raw) == raw
