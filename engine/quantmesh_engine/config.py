@@ -58,6 +58,26 @@ class GridConfig:
     post_only: bool = True
 
 
+STRATEGY_KINDS = ("grid", "adaptive")
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """`strategy:` in config.yaml. `grid` trades grid.price_interval as set; `adaptive` moves the
+    interval with an online volatility estimate and skews the buys against the inventory (the
+    grid section still gives order size, windows and layers). Parameters of `adaptive` only."""
+
+    kind: str = "grid"
+    spread: float = 2.0  # interval = spread x volatility over horizon_seconds (never under the fee floor)
+    horizon_seconds: float = 3600.0
+    halflife_seconds: float = 1800.0  # of the EWMA of squared log returns
+    max_interval_pct: float = 5.0
+    skew_per_layer: float = 0.5  # grid levels the buys step down per held layer...
+    max_skew: int = 3  # ...at most this many levels (the customer's bound)
+    recenter_seconds: float = 900.0  # at most one re-centring this often (unless under the fee floor)
+    min_change_pct: float = 20.0  # re-centre only when the wanted interval differs this much
+
+
 @dataclass(frozen=True)
 class RapidDeclineConfig:
     enabled: bool = True
@@ -97,6 +117,7 @@ class EngineConfig:
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     symbols: tuple[str, ...] = ("BTC/USDT",)
     grid: GridConfig = field(default_factory=GridConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
@@ -230,6 +251,8 @@ def parse_config(data: Any, *, max_trading_pairs: int | None = None, paper_only:
             post_only=v.boolean(raw.get("post_only", d.post_only), "grid.post_only"),
         )
 
+    strategy = _strategy_section(v, top.get("strategy"))
+
     risk = RiskConfig()
     raw = v.section(top.get("risk"), "risk", RiskConfig)
     if isinstance(raw, dict):
@@ -325,10 +348,38 @@ def parse_config(data: Any, *, max_trading_pairs: int | None = None, paper_only:
         exchange=exchange,
         symbols=tuple(symbols),
         grid=grid,
+        strategy=strategy,
         risk=risk,
         paper=paper,
         loop=loop,
         cancel_orders_on_stop=cancel,
+    )
+
+
+def _strategy_section(v: _Validator, data: Any) -> StrategyConfig:
+    d = StrategyConfig()
+    raw = v.section(data, "strategy", StrategyConfig)
+    if not isinstance(raw, dict):
+        return d
+    kind = raw.get("kind", d.kind)
+    if kind not in STRATEGY_KINDS:
+        v.errors.append(f"strategy.kind: must be one of {', '.join(STRATEGY_KINDS)}, got {str(kind)[:40]!r}")
+        kind = d.kind
+
+    def number(name: str, **bounds):
+        value = v.number(raw.get(name, getattr(d, name)), f"strategy.{name}", **bounds)
+        return getattr(d, name) if value is None else value
+
+    return StrategyConfig(
+        kind=kind,
+        spread=number("spread", minimum=0, exclusive=True, maximum=100),
+        horizon_seconds=number("horizon_seconds", minimum=1, maximum=30 * 86400),
+        halflife_seconds=number("halflife_seconds", minimum=1, maximum=30 * 86400),
+        max_interval_pct=number("max_interval_pct", minimum=0, exclusive=True, maximum=50),
+        skew_per_layer=number("skew_per_layer", minimum=0, maximum=10),
+        max_skew=number("max_skew", minimum=0, maximum=50, integer=True),
+        recenter_seconds=number("recenter_seconds", minimum=0, maximum=7 * 86400),
+        min_change_pct=number("min_change_pct", minimum=0, maximum=1000),
     )
 
 
