@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from collections import Counter
 from dataclasses import dataclass
 
@@ -301,3 +302,32 @@ def _run_now(coroutine):
     except StopIteration as done:
         return done.value
     raise RuntimeError("the coroutine waited")
+
+
+# Per-minute volatility and drift of the synthetic regimes (tests, the benchmark, demonstrations).
+REGIMES = {
+    "quiet": (0.0004, 0.0),
+    "volatile": (0.003, 0.0),
+    "up": (0.001, 0.0002),
+    "down": (0.001, -0.0002),
+}
+
+
+def synthetic_candles(
+    regimes: list[tuple[str, int]], *, seed: int, start_price: float = 30000.0, start_ts: int = 1_700_000_000_000
+) -> list[Candle]:
+    """One-minute candles of a seeded random walk through `regimes` ((name, minutes) in order), each
+    candle built from six sub-steps so its high and low are those of a real path."""
+    rng = random.Random(seed)
+    candles: list[Candle] = []
+    price = start_price
+    for name, minutes in regimes:
+        volatility, drift = REGIMES[name]
+        step_sigma, step_drift = volatility / math.sqrt(6), drift / 6
+        for _ in range(minutes):
+            open_ = high = low = price
+            for _ in range(6):
+                price *= math.exp(rng.gauss(step_drift, step_sigma))
+                high, low = max(high, price), min(low, price)
+            candles.append(Candle(start_ts + 60_000 * len(candles), open_, high, low, price, 1.0))
+    return candles
