@@ -132,6 +132,7 @@ class Simulation:
             else None
         )
         by_key: dict[tuple[str, int], Order] = {}
+        sellable: dict[tuple[int, float], bool] = {}  # (level, amount) -> can be sold, until a regrid
         orders: dict[str, Order] = {}
         sequence = 0
         top_level: int | None = None
@@ -150,11 +151,14 @@ class Simulation:
 
         def requote(price: float) -> None:
             nonlocal sequence
-            dust = frozenset(
-                level
-                for level, amount in strategy.held.items()
-                if round_order(symbol, "sell", strategy.level_price(level + 1), amount) is None
-            )
+            dust = []
+            for key in strategy.held.items():  # as the trader's _dust: which layers cannot be sold
+                if key not in sellable:
+                    level, amount = key
+                    sellable[key] = round_order(symbol, "sell", strategy.level_price(level + 1), amount) is not None
+                if not sellable[key]:
+                    dust.append(key[0])
+            dust = frozenset(dust)
             wanted = strategy.desired(price, buys_allowed=view_buys, buy_budget=view_budget, dust=dust)
             for key in [key for key in by_key if key not in wanted]:
                 order = by_key.pop(key)
@@ -207,6 +211,7 @@ class Simulation:
                     by_key.clear()
                     orders.clear()
                     strategy.regrid(price, dataclasses.replace(grid, price_interval=decision.interval))
+                    sellable.clear()
                     top_level = None
                 if adaptive.skew != strategy.skew:
                     strategy.skew = adaptive.skew

@@ -59,7 +59,8 @@ class GridStrategy:
         top = self.level_of(price)
         sellable = [level for level in self.held if level not in dust]
         # The sells nearest the price, whichever side of it they are on.
-        sellable.sort(key=lambda level: abs(self.level_price(level + 1) - price))
+        anchor, step = self.anchor, self.config.price_interval  # level_price, inlined: this runs often
+        sellable.sort(key=lambda level: abs(anchor + (level + 1) * step - price))
         above = top + 1  # the first level a post-only sell can rest on
         if self.level_price(above) <= price:
             above += 1
