@@ -132,3 +132,32 @@ def test_adaptive_never_under_the_fee_floor_and_inventory_in_bounds(regime):
     assert max(run.held_layers) <= grid.max_layers
     assert run.metrics.peak_inventory <= grid.max_layers * grid.order_quote_size * 1.06  # each layer bought <= size
     assert run.metrics.fills > 0
+
+
+def test_adaptive_beats_the_fixed_grid_after_fees_on_held_out_quiet_and_volatile_mix():
+    """Default adaptive versus the default fixed grid (same orders, layers and fees), on the held-out
+    30 % of six seeded quiet/volatile mixes. Measured (fee 0.1 %): adaptive +7.71 against the grid's
+    -13.34 quote in total (+21.05), with a lower drawdown on every seed; it loses 3 of the 6 seeds
+    (by 1.6 to 16.7 quote), where volatile but mean-reverting stretches paid the fixed grid's many
+    round trips (5 to 50 times adaptive's fills) more than adaptive's wider interval saved it: its
+    gain is holding less inventory into the falls, not trading more."""
+    grid, adaptive = parse_config({}), parse_config({"strategy": {"kind": "adaptive"}})
+    results = []
+    for seed in range(1, 7):
+        candles = synthetic_candles([("quiet", 480), ("volatile", 480)] * 5, seed=seed)
+        held_out = candle_ticks(candles[int(len(candles) * 0.7) :])
+        results.append(
+            (
+                Simulation(grid, symbol="BTC/USDT", fee_rate=FEE).run(held_out).metrics,
+                Simulation(adaptive, symbol="BTC/USDT", fee_rate=FEE).run(held_out).metrics,
+            )
+        )
+    for seed, (fixed, adapted) in enumerate(results, start=1):
+        print(
+            f"seed {seed}: grid {fixed.pnl_after_fees:+.2f} dd {fixed.max_drawdown:.1f} fills {fixed.fills}; "
+            f"adaptive {adapted.pnl_after_fees:+.2f} dd {adapted.max_drawdown:.1f} fills {adapted.fills}"
+        )
+    total_fixed = sum(fixed.pnl_after_fees for fixed, _ in results)
+    total_adaptive = sum(adapted.pnl_after_fees for _, adapted in results)
+    assert total_adaptive > total_fixed + 10
+    assert all(adapted.max_drawdown < fixed.max_drawdown for fixed, adapted in results)
