@@ -58,6 +58,26 @@ class GridConfig:
     post_only: bool = True
 
 
+STRATEGY_KINDS = ("grid", "adaptive")
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """`strategy:` in config.yaml. `grid` trades grid.price_interval as set; `adaptive` moves the
+    interval with an online volatility estimate and skews the buys against the inventory (the
+    grid section still gives order size, windows and layers). Parameters of `adaptive` only."""
+
+    kind: str = "grid"
+    spread: float = 2.0  # interval = spread x volatility over horizon_seconds (never under the fee floor)
+    horizon_seconds: float = 3600.0
+    halflife_seconds: float = 1800.0  # of the EWMA of squared log returns
+    max_interval_pct: float = 5.0
+    skew_per_layer: float = 0.5  # grid levels the buys step down per held layer...
+    max_skew: int = 3  # ...at most this many levels (the customer's bound)
+    recenter_seconds: float = 900.0  # at most one re-centring this often (unless under the fee floor)
+    min_change_pct: float = 20.0  # re-centre only when the wanted interval differs this much
+
+
 @dataclass(frozen=True)
 class RapidDeclineConfig:
     enabled: bool = True
@@ -97,6 +117,7 @@ class EngineConfig:
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     symbols: tuple[str, ...] = ("BTC/USDT",)
     grid: GridConfig = field(default_factory=GridConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
@@ -135,6 +156,14 @@ BOUNDS: dict[str, Bound] = {
     "grid.buy_window": Bound(integer=True, minimum=1, maximum=200),
     "grid.sell_window": Bound(integer=True, minimum=1, maximum=200),
     "grid.max_layers": Bound(integer=True, minimum=1, maximum=1000),
+    "strategy.spread": Bound(minimum=0, exclusive=True, maximum=100),
+    "strategy.horizon_seconds": Bound(minimum=1, maximum=30 * 86400),
+    "strategy.halflife_seconds": Bound(minimum=1, maximum=30 * 86400),
+    "strategy.max_interval_pct": Bound(minimum=0, exclusive=True, maximum=50),
+    "strategy.skew_per_layer": Bound(minimum=0, maximum=10),
+    "strategy.max_skew": Bound(integer=True, minimum=0, maximum=50),
+    "strategy.recenter_seconds": Bound(minimum=0, maximum=7 * 86400),
+    "strategy.min_change_pct": Bound(minimum=0, maximum=1000),
     "risk.rapid_decline.drop_pct": Bound(minimum=0, exclusive=True, maximum=100),
     "risk.rapid_decline.window_seconds": Bound(minimum=0, exclusive=True),
     "risk.rapid_decline.recover_pct": Bound(minimum=0, maximum=100),
@@ -208,8 +237,20 @@ def _prices_csv(value: Any, path: str, errors: list[str]) -> str | None:
     return value
 
 
+def _strategy_kind(value: Any, path: str, errors: list[str]) -> str:
+    if value not in STRATEGY_KINDS:
+        errors.append(f"{path}: must be one of {', '.join(STRATEGY_KINDS)}, got {str(value)[:40]!r}")
+        return STRATEGY_KINDS[0]
+    return value
+
+
 # Fields that are neither a number, a flag nor a section.
-FIELD_CHECKS = {"exchange.name": _exchange_name, "symbols": _symbols, "paper.prices_csv": _prices_csv}
+FIELD_CHECKS = {
+    "exchange.name": _exchange_name,
+    "symbols": _symbols,
+    "paper.prices_csv": _prices_csv,
+    "strategy.kind": _strategy_kind,
+}
 
 
 def _section(cls, data: Any, path: str, errors: list[str]):

@@ -9,6 +9,7 @@ engine's stored paper fills (`restore`), so nothing drifts, however the process 
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import heapq
@@ -27,6 +28,7 @@ from .base import Exchange, Fill, FillBatch, Market, Order, OrderRejected, Order
 TRADE_PREFIX = "paper:"
 CLOSED_ORDERS_KEPT = 10_000  # like a real exchange's order history, the paper one is finite
 PAPER_MIN_COST = 5.0  # the paper market's minimum order value, in quote
+CANDLE_SUBSTEPS = 12  # random-walk steps per synthesised paper candle (its high and low)
 
 PAPER_MARKET = re.compile(r"[A-Z0-9]{1,16}/[A-Z0-9]{1,16}")
 
@@ -186,6 +188,17 @@ class PaperExchange(Exchange):
         self._match(symbol, price)
         return price, self.clock
 
+    def trade_at(self, symbol: str, price: float, clock: float) -> list[Fill]:
+        """Move the market to `price` at `clock` (the backtester's ticks, instead of the feed's):
+        resting orders fill exactly as in fetch_price; returns their fills (taken, like fetch_fills)."""
+        self.clock = clock
+        self.feeds[symbol].price = price
+        self._match(symbol, price)
+        fills = self.pending_fills[symbol]
+        if fills:
+            self.pending_fills[symbol] = []
+        return fills
+
     def _match(self, symbol: str, price: float) -> None:
         buys, sells = self.buys[symbol], self.sells[symbol]
         while buys and -buys[0][0] >= price:
@@ -230,13 +243,19 @@ class PaperExchange(Exchange):
         self.pending_fills[order.symbol].append(fill)
 
     async def place_limit(self, order: Order, *, post_only: bool) -> Order:
+        return self.place_limit_now(order, post_only=post_only)
+
+    # The *_now methods are the calls themselves, synchronous (nothing here waits): the backtester
+    # uses them directly, so its orders meet exactly the checks and fills of the live paper engine.
+    def place_limit_now(self, order: Order, *, post_only: bool) -> Order:
         market = self.markets[order.symbol]
         price = self.feeds[order.symbol].price
         if post_only and (
             (order.side == "buy" and order.price >= price) or (order.side == "sell" and order.price <= price)
         ):
             raise OrderRejected(f"post-only {order.side} at {order.price} would cross the price {price}")
-        live = dataclasses.replace(order, status="open", created_at=self.clock, filled=0.0)
+        live = copy.copy(order)  # the exchange's own record (dataclasses.replace is slow in backtests)
+        live.status, live.created_at, live.filled = "open", self.clock, 0.0
         if order.side == "buy":
             cost = order.price * order.amount
             if self.funds[market.quote] < cost * (1 + self.fee):
@@ -254,6 +273,9 @@ class PaperExchange(Exchange):
         return order
 
     async def place_market(self, order: Order) -> list[Fill]:
+        return self.place_market_now(order)
+
+    def place_market_now(self, order: Order) -> list[Fill]:
         market = self.markets[order.symbol]
         price, amount = self.feeds[order.symbol].price, order.amount
         fee = price * amount * self.fee
@@ -273,6 +295,9 @@ class PaperExchange(Exchange):
         return [fill]
 
     async def cancel(self, order: Order) -> None:
+        self.cancel_now(order)
+
+    def cancel_now(self, order: Order) -> None:
         live = self.orders.get(order.client_id)
         if live is None or live.status != "open":
             return
@@ -302,6 +327,33 @@ class PaperExchange(Exchange):
         if fills:
             self.pending_fills[symbol] = []
         return FillBatch(fills, None)
+
+    async def fetch_candles(self, symbol: str, timeframe_seconds: int, limit: int) -> list[list[float]]:
+        """The paper market's own path as candles: a replayed file's prices (one per tick), else the
+        seeded random walk at the feed's volatility, run up to the current price and clock (the
+        history a market with these settings would have had: deterministic for the seed)."""
+        feed = self.feeds[symbol]
+        per_candle = max(1, round(timeframe_seconds / self.tick_seconds)) if self.tick_seconds > 0 else 1
+        if feed.replay is not None:
+            path = feed.replay[-limit * per_candle :]
+        else:
+            steps = min(per_candle, CANDLE_SUBSTEPS)
+            sigma = feed.volatility * math.sqrt(per_candle / steps)
+            rng = random.Random(f"{self.seed}:{symbol}:candles")
+            path = [1.0]
+            for _ in range(limit * steps):
+                path.append(path[-1] * math.exp(rng.gauss(0.0, sigma)))
+            scale = feed.price / path[-1]
+            path = [price * scale for price in path]
+            per_candle = steps
+        end = int(self.clock // timeframe_seconds) * timeframe_seconds
+        number = max(1, (len(path) - 1) // per_candle)
+        candles = []
+        for index in range(number):
+            chunk = path[index * per_candle : (index + 1) * per_candle + 1]
+            ts = (end - (number - index) * timeframe_seconds) * 1000
+            candles.append([ts, chunk[0], max(chunk), min(chunk), chunk[-1], 0.0])
+        return candles[-limit:]
 
     async def balances(self) -> dict[str, float]:
         return dict(self.funds)
