@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
 
 from . import selectors, services, throttling
 from .forms import CodeForm, DisableTwoFactorForm
@@ -71,8 +71,8 @@ def two_factor_enable(request):
             confirmed, codes = services.two_factor_enrol_confirm(
                 user=request.user, code=form.cleaned_data["code"], request=request
             )
-        except ApiError as error:
-            form.add_error("code", str(error.detail))
+        except ServiceError as error:
+            form.add_error("code", error.message)
         else:
             otp_login(request, confirmed)
             request.session["new_backup_codes"] = codes
@@ -103,8 +103,8 @@ def two_factor_disable(request):
                 code=form.cleaned_data["code"],
                 request=request,
             )
-        except ApiError as error:
-            messages.error(request, str(error.detail))
+        except ServiceError as error:
+            messages.error(request, error.message)
         else:
             messages.success(request, _("Two-factor authentication is off."))
     else:
@@ -121,8 +121,8 @@ def backup_codes_regenerate(request):
             request.session["new_backup_codes"] = services.backup_codes_regenerate(
                 user=request.user, code=form.cleaned_data["code"], request=request
             )
-        except ApiError as error:
-            messages.error(request, str(error.detail))
+        except ServiceError as error:
+            messages.error(request, error.message)
     else:
         messages.error(request, _("Enter a current code to generate new backup codes."))
     return redirect("security")

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
 
 from . import stripe_gateway
 from .catalogue import PLAN_CATALOGUE, yearly_price_cents
@@ -101,11 +101,11 @@ def _stripe() -> bool:
     return settings.QM_BILLING_PROVIDER == "stripe"
 
 
-def _gateway_error(error: stripe_gateway.StripeUnavailable) -> ApiError:
-    return ApiError(
+def _gateway_error(error: stripe_gateway.StripeUnavailable) -> ServiceError:
+    return ServiceError(
         code="payment_provider_unavailable",
         message=f"Stripe could not complete the request ({error}); nothing was changed, try again shortly.",
-        status_code=503,
+        status=503,
     )
 
 
@@ -138,7 +138,7 @@ def subscription_grant_local(*, user, plan: Plan, interval: str = Subscription.I
 def _plan_or_400(code: str, *, field: str) -> Plan:
     plan = Plan.objects.filter(code=code, is_active=True).first()
     if plan is None:
-        raise ApiError(
+        raise ServiceError(
             code="unknown_plan",
             message=f'{field}: "{code}" is not a plan; choose personal, professional or enterprise.',
             details={field: [f'"{code}" is not a valid choice.']},
@@ -148,7 +148,7 @@ def _plan_or_400(code: str, *, field: str) -> Plan:
 
 def _interval_or_400(interval: str) -> str:
     if interval not in Subscription.Interval.values:
-        raise ApiError(
+        raise ServiceError(
             code="invalid_request",
             message=f'interval: "{interval}" is not a billing interval; choose month or year.',
             details={"interval": [f'"{interval}" is not a valid choice.']},
@@ -159,10 +159,10 @@ def _interval_or_400(interval: str) -> str:
 def _stripe_price(plan: Plan, interval: str) -> str:
     price_id = plan.stripe_price_year_id if interval == Subscription.Interval.YEAR else plan.stripe_price_month_id
     if not price_id:
-        raise ApiError(
+        raise ServiceError(
             code="plan_not_for_sale",
             message=f"The {plan.name} plan has no Stripe price yet; staff must run `manage.py billing_stripe_sync`.",
-            status_code=503,
+            status=503,
         )
     return price_id
 
@@ -213,10 +213,10 @@ def _refuse_if_subscribed(user, *, stripe_ids: list[str] | tuple = ()) -> None:
     if existing is None and not stripe_ids:
         return
     what = f"the {existing.plan.name} plan" if existing is not None else "a live subscription at Stripe"
-    raise ApiError(
+    raise ServiceError(
         code="already_subscribed",
         message=f"You already have {what}: use update-plan to change it.",
-        status_code=409,
+        status=409,
         details={"stripe_subscriptions": list(stripe_ids)} if stripe_ids else None,
     )
 
@@ -224,7 +224,7 @@ def _refuse_if_subscribed(user, *, stripe_ids: list[str] | tuple = ()) -> None:
 def _entitled_or_409(user, *, message: str) -> Subscription:
     subscription = Subscription.objects.select_related("plan").filter(user=user, status__in=ENTITLED_STATUSES).first()
     if subscription is None:
-        raise ApiError(code="no_subscription", message=message, status_code=409)
+        raise ServiceError(code="no_subscription", message=message, status=409)
     return subscription
 
 
@@ -253,10 +253,10 @@ def subscription_change_plan(*, user, new_plan_code: str, interval: str | None =
     if not now:
         problems = [p for _, found in plan_change_check.send(sender=Subscription, user=user, plan=plan) for p in found]
         if problems:
-            raise ApiError(
+            raise ServiceError(
                 code="plan_does_not_fit",
                 message=f"Your instances do not fit the {plan.name} plan: delete or stop using what is listed.",
-                status_code=409,
+                status=409,
                 details={"over": problems},
             )
     if subscription.provider != Subscription.Provider.STRIPE:
@@ -322,10 +322,10 @@ def _local_change_plan(*, user, plan: Plan, interval: str) -> Subscription:
 def _require_local_provider() -> None:
     # A local grant while Stripe is configured would be a plan nobody pays for.
     if _stripe():
-        raise ApiError(
+        raise ServiceError(
             code="payment_required",
             message="This plan was granted without payment; subscribe through Stripe Checkout on the billing page.",
-            status_code=402,
+            status=402,
         )
 
 

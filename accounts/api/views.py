@@ -12,7 +12,7 @@ from accounts import selectors, services
 from accounts.models import ApiToken
 from billing.selectors import entitlements_for
 from quantmesh.api import pagination
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
 
 from .serializers import (
     LoginInputSerializer,
@@ -115,6 +115,6 @@ class TokenDetailApi(APIView):
     def delete(self, request, token_id: int):
         token = selectors.api_token_get(user=request.user, token_id=token_id)
         if token is None or token.revoked_at is not None:
-            raise ApiError(code="not_found", message="No such token.", status_code=404)
+            raise ServiceError(code="not_found", message="No such token.", status=404)
         services.api_token_revoke(token=token, request=request._request)
         return Response(status=status.HTTP_204_NO_CONTENT)
