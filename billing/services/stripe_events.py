@@ -20,12 +20,16 @@ def invoice_settled(
     *, subscription_id: str, customer_user, paid: bool, amount_paid: int, currency: str, invoice_id: str
 ) -> None:
     """An invoice was paid or its payment failed: the subscription's state follows from Stripe's,
-    and a first paid invoice credits whoever referred the user."""
-    if subscription_id:
-        remote = stripe_gateway.subscription_fetch(subscription_id=subscription_id)
-        subscription_sync_from_stripe(stripe_subscription=remote)
+    and a first paid invoice credits whoever referred the user.
+
+    Every Stripe call comes before any row lock: this runs inside dj-stripe's webhook transaction,
+    where a lock taken stays held until the event is committed. So the subscription is fetched, the
+    referral credited at Stripe (then its row written), and only then the subscription row synced."""
+    remote = stripe_gateway.subscription_fetch(subscription_id=subscription_id) if subscription_id else None
     if paid and customer_user is not None and amount_paid > 0:
         referral_credit(referred=customer_user, amount_paid=amount_paid, currency=currency, invoice_id=invoice_id)
+    if remote is not None:
+        subscription_sync_from_stripe(stripe_subscription=remote)
 
 
 def invoice_payment_action_required(*, user, invoice_id: str, hosted_invoice_url: str) -> None:
