@@ -12,6 +12,8 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from quantmesh.errors import ServiceError
+
 from . import telegram
 from .models import Alert, AlertKind, AlertSettings
 
@@ -32,8 +34,6 @@ def alert_settings_get(*, user) -> AlertSettings:
 def alert_settings_update(
     *, user, email_enabled: bool, telegram_enabled: bool, telegram_chat_id: str, events: list[str]
 ) -> AlertSettings:
-    from quantmesh.errors import ServiceError
-
     unknown = sorted(set(events) - set(AlertKind.values))
     if unknown:
         raise ServiceError(
