@@ -14,7 +14,7 @@ from django_otp import match_token
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
 
 from . import throttling
 from .models import ApiToken, SecurityEvent, User
@@ -105,17 +105,16 @@ def credentials_revoke_all(*, user: User, reason: str, request=None) -> int:
     return len(token_ids)
 
 
-def _blocked_error(blocked: throttling.LoginBlocked) -> ApiError:
+def _blocked_error(blocked: throttling.LoginBlocked) -> ServiceError:
     if blocked.reason == "locked":
         message = f"Too many failed logins for this account; try again in {blocked.retry_after} seconds."
     else:
         message = f"Too many login attempts from this address; try again in {blocked.retry_after} seconds."
-    return ApiError(
+    return ServiceError(
         code="rate_limited",
         message=message,
-        status_code=429,
+        status=429,
         details={"retry_after": blocked.retry_after},
-        headers={"Retry-After": str(blocked.retry_after)},
     )
 
 
@@ -153,26 +152,26 @@ def api_login(*, email: str, password: str, otp: str | None, request) -> tuple[A
     user = authenticate(request, username=email, password=password)
     if user is None:
         login_failure_record(email=email, user=None, request=request, reason="invalid_credentials")
-        raise ApiError(code="invalid_credentials", message="E-mail or password is incorrect.", status_code=401)
+        raise ServiceError(code="invalid_credentials", message="E-mail or password is incorrect.", status=401)
     if not _email_verified(user):
-        raise ApiError(
+        raise ServiceError(
             code="email_unverified",
             message="Confirm your e-mail address first: follow the link in the message we sent you.",
-            status_code=401,
+            status=401,
         )
     if user_has_two_factor(user):
         if not otp:
-            raise ApiError(
+            raise ServiceError(
                 code="otp_required",
                 message="This account has two-factor authentication: send the 6-digit code as `otp`.",
-                status_code=401,
+                status=401,
             )
         if second_factor_verify(user=user, code=otp, request=request) is None:
             login_failure_record(email=email, user=user, request=request, reason="otp_invalid")
-            raise ApiError(
+            raise ServiceError(
                 code="otp_invalid",
                 message="The two-factor code is wrong, expired or already used.",
-                status_code=401,
+                status=401,
             )
     if user_has_two_factor(user):
         throttling.lift_locks(email=email)  # the second factor proves it is the owner
@@ -211,9 +210,9 @@ def two_factor_enrol_confirm(*, user: User, code: str, request=None) -> tuple[TO
     """Confirm the pending device with a code from the app; returns it and fresh backup codes."""
     device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
     if device is None:
-        raise ApiError(code="no_pending_device", message="Start two-factor enrolment first.")
+        raise ServiceError(code="no_pending_device", message="Start two-factor enrolment first.")
     if not device.verify_token(code.strip().replace(" ", "")):
-        raise ApiError(code="otp_invalid", message="That code does not match; check the time on your phone.")
+        raise ServiceError(code="otp_invalid", message="That code does not match; check the time on your phone.")
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user, confirmed=True).delete()
         device.confirmed = True
@@ -225,9 +224,9 @@ def two_factor_enrol_confirm(*, user: User, code: str, request=None) -> tuple[TO
 
 def two_factor_disable(*, user: User, password: str, code: str, request=None) -> None:
     if not user.check_password(password):
-        raise ApiError(code="invalid_password", message="The password is incorrect.", status_code=400)
+        raise ServiceError(code="invalid_password", message="The password is incorrect.", status=400)
     if second_factor_verify(user=user, code=code, request=request) is None:
-        raise ApiError(code="otp_invalid", message="The two-factor code is wrong, expired or already used.")
+        raise ServiceError(code="otp_invalid", message="The two-factor code is wrong, expired or already used.")
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user).delete()
         StaticDevice.objects.filter(user=user).delete()
@@ -236,7 +235,7 @@ def two_factor_disable(*, user: User, password: str, code: str, request=None) ->
 
 def backup_codes_regenerate(*, user: User, code: str, request=None) -> list[str]:
     if second_factor_verify(user=user, code=code, request=request) is None:
-        raise ApiError(code="otp_invalid", message="The two-factor code is wrong, expired or already used.")
+        raise ServiceError(code="otp_invalid", message="The two-factor code is wrong, expired or already used.")
     with transaction.atomic():
         codes = _backup_codes_replace(user)
         security_event_record(kind=SecurityEvent.Kind.BACKUP_CODES_GENERATED, user=user, request=request)

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from django.views.i18n import set_language
 from django_otp import login as otp_login
 
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
 
 from . import selectors, services, throttling
 from .forms import CodeForm, DisableTwoFactorForm
@@ -82,8 +82,8 @@ def two_factor_enable(request):
             confirmed, codes = services.two_factor_enrol_confirm(
                 user=request.user, code=form.cleaned_data["code"], request=request
             )
-        except ApiError as error:
-            form.add_error("code", str(error.detail))
+        except ServiceError as error:
+            form.add_error("code", error.message)
         else:
             otp_login(request, confirmed)
             request.session["new_backup_codes"] = codes
@@ -114,8 +114,8 @@ def two_factor_disable(request):
                 code=form.cleaned_data["code"],
                 request=request,
             )
-        except ApiError as error:
-            messages.error(request, str(error.detail))
+        except ServiceError as error:
+            messages.error(request, error.message)
         else:
             messages.success(request, _("Two-factor authentication is off."))
     else:
@@ -132,8 +132,8 @@ def backup_codes_regenerate(request):
             request.session["new_backup_codes"] = services.backup_codes_regenerate(
                 user=request.user, code=form.cleaned_data["code"], request=request
             )
-        except ApiError as error:
-            messages.error(request, str(error.detail))
+        except ServiceError as error:
+            messages.error(request, error.message)
     else:
         messages.error(request, _("Enter a current code to generate new backup codes."))
     return redirect("security")

@@ -15,6 +15,8 @@ from django.utils.translation import gettext as _
 
 from accounts.selectors import user_language
 
+from quantmesh.errors import ServiceError
+
 from . import telegram
 from .models import Alert, AlertKind, AlertSettings
 
@@ -35,24 +37,22 @@ def alert_settings_get(*, user) -> AlertSettings:
 def alert_settings_update(
     *, user, email_enabled: bool, telegram_enabled: bool, telegram_chat_id: str, events: list[str]
 ) -> AlertSettings:
-    from quantmesh.api.errors import ApiError
-
     unknown = sorted(set(events) - set(AlertKind.values))
     if unknown:
-        raise ApiError(
+        raise ServiceError(
             code="invalid_request",
             message=f"events: unknown alert kinds {', '.join(unknown)}; choose from {', '.join(AlertKind.values)}.",
             details={"events": unknown},
         )
     if telegram_enabled and not telegram_chat_id.strip():
-        raise ApiError(
+        raise ServiceError(
             code="invalid_request",
             message="telegram_chat_id: required to receive Telegram alerts (message the bot, then paste the chat id).",
             details={"telegram_chat_id": ["This field is required when Telegram is on."]},
         )
     chat_id = telegram_chat_id.strip()
     if chat_id and not TELEGRAM_CHAT_ID.fullmatch(chat_id):
-        raise ApiError(
+        raise ServiceError(
             code="invalid_request",
             message="telegram_chat_id: a number such as 123456789 (or -100… for a group), or a channel's @name.",
             details={"telegram_chat_id": ["Not a Telegram chat id."]},

@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
 
 from . import selectors, services
 from .models import AlertKind
@@ -32,8 +32,8 @@ def notification_settings(request):
         }
         try:
             services.alert_settings_update(user=request.user, **form)
-        except ApiError as error:
-            messages.error(request, str(error.detail))  # the form keeps what was typed
+        except ServiceError as error:
+            messages.error(request, error.message)  # the form keeps what was typed
         else:
             messages.success(request, _("Notification settings saved."))
             return redirect("notification_settings")

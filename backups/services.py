@@ -21,7 +21,7 @@ from instances.locks import converge_lock
 from instances.models import Instance
 from instances.runtime import get_backend
 from instances.runtime.base import BackendError, RuntimeState
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
 
 from . import archive
 from .models import Backup
@@ -122,30 +122,30 @@ def _backup_write(backup: Backup, instance: Instance) -> None:
 
 
 def backup_read(*, backup: Backup) -> dict[str, bytes]:
-    """The backup's files, verified; ApiError 409 naming the problem when it cannot be used."""
+    """The backup's files, verified; ServiceError 409 naming the problem when it cannot be used."""
     if backup.status != Backup.Status.OK:
-        raise ApiError(
+        raise ServiceError(
             code="backup_unusable",
             message=_("%(backup)s failed: %(error)s") % {"backup": backup.backup_id, "error": backup.error},
-            status_code=409,
+            status=409,
         )
     try:
         with _storage().open(backup.storage_key, "rb") as handle:
             blob = handle.read()
     except (FileNotFoundError, OSError):
-        raise ApiError(
+        raise ServiceError(
             code="backup_missing",
             message=_("The file of %(backup)s is missing from backup storage; nothing was changed.")
             % {"backup": backup.backup_id},
-            status_code=409,
+            status=409,
         ) from None
     try:
         return archive.read(blob, expected_sha256=backup.sha256)[0]
     except archive.BackupError as error:
-        raise ApiError(
+        raise ServiceError(
             code="backup_corrupt",
             message=_("%(backup)s: %(error)s; nothing was changed.") % {"backup": backup.backup_id, "error": error},
-            status_code=409,
+            status=409,
         ) from None
 
 
@@ -161,12 +161,12 @@ def backup_restore(*, backup: Backup, target: Instance | None = None, actor=None
     backup_read(backup=backup)
     target = target or backup.instance
     if target.owner_id != backup.owner_id:
-        raise ApiError(code="not_found", message="No such instance.", status_code=404)
+        raise ServiceError(code="not_found", message="No such instance.", status=404)
     if target.status in (S.DELETING, S.DELETED) or target.desired_state == Instance.Desired.DELETED:
-        raise ApiError(
+        raise ServiceError(
             code="instance_deleted",
             message=_("That instance is deleted: restore the backup into a new instance instead."),
-            status_code=409,
+            status=409,
         )
     instance_event_record(
         instance=target, kind="restore_requested", actor=actor, from_status=target.status, backup=backup.backup_id

@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
 from instances import services as instance_services
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
 
 from . import selectors, services
 from .models import Backup
@@ -43,8 +43,8 @@ def instance_backups(request, instance_id: str):
                     % {"backup": backup.backup_id, "instance": target.instance_id},
                 )
                 return redirect("instance_detail", instance_id=target.instance_id)
-        except ApiError as error:
-            messages.error(request, str(error.detail))
+        except ServiceError as error:
+            messages.error(request, error.message)
         return redirect("instance_backups", instance_id=instance_id)
     context = {"instance": instance, "backups": selectors.backup_list(instance=instance)[:100]}
     return render(request, "backups/instance_backups.html", context)

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
 
 from . import services, stripe_gateway
 from .models import ReferralCode
@@ -19,9 +19,9 @@ from .receivers import REFERRAL_SESSION_KEY
 from .selectors import invoice_list, plan_list, referral_summary, subscription_view
 
 
-def _error_text(error: ApiError) -> str:
+def _error_text(error: ServiceError) -> str:
     over = error.details.get("over") if isinstance(error.details, dict) else None
-    text = str(error.detail)
+    text = error.message
     if over:
         text += " " + "; ".join(f"{item['instance_id']}: {item['reason']}" for item in over)
     return text
@@ -55,7 +55,7 @@ def billing(request):
                     request,
                     _("Subscription canceled.") if immediately else _("Your plan ends with the current period."),
                 )
-        except ApiError as error:
+        except ServiceError as error:
             messages.error(request, _error_text(error))
         return redirect("billing")
     checkout = request.GET.get("checkout")

@@ -23,7 +23,7 @@ from django.utils.translation import gettext_lazy
 
 from accounts.selectors import user_language
 from billing.selectors import entitlements_for
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
 
 from .events import instance_event_record
 from .models import CustomDomain, Instance
@@ -39,19 +39,19 @@ def cname_target(instance: Instance) -> str:
 def domain_add(*, instance: Instance, domain: str, actor) -> CustomDomain:
     domain = domain.strip().lower().rstrip(".")
     if not entitlements_for(instance.owner).has_feature("custom_domain"):
-        raise ApiError(
+        raise ServiceError(
             code="plan_not_allowed",
             message=_("Custom domains come with the Professional and Enterprise plans: upgrade first."),
-            status_code=403,
+            status=403,
         )
     if not DOMAIN_PATTERN.match(domain):
-        raise ApiError(
+        raise ServiceError(
             code="invalid_request",
             message=_('domain: "%(domain)s" is not a host name like trading.example.com.') % {"domain": domain},
             details={"domain": [_("Enter a host name such as trading.example.com.")]},
         )
     if domain == settings.QM_BASE_DOMAIN or domain.endswith("." + settings.QM_BASE_DOMAIN):
-        raise ApiError(
+        raise ServiceError(
             code="invalid_request",
             message=_("domain: %(domain)s belongs to QuantMesh Cloud; use a domain of your own.") % {"domain": domain},
             details={"domain": [_("This domain is ours.")]},
@@ -61,21 +61,21 @@ def domain_add(*, instance: Instance, domain: str, actor) -> CustomDomain:
             Instance.objects.select_for_update().filter(pk=instance.pk).first()  # one add at a time per instance
             held = CustomDomain.objects.filter(instance=instance).count()
             if held >= settings.QM_DOMAINS_PER_INSTANCE:
-                raise ApiError(
+                raise ServiceError(
                     code="domain_limit",
                     message=_("An instance can have %(limit)d custom domains; remove one first.")
                     % {"limit": settings.QM_DOMAINS_PER_INSTANCE},
-                    status_code=409,
+                    status=409,
                     details={"limit": settings.QM_DOMAINS_PER_INSTANCE},
                 )
             custom = CustomDomain.objects.create(instance=instance, domain=domain)
             instance_event_record(instance=instance, kind="domain_added", actor=actor, domain=domain)
             domain_check_enqueue(domain_id=custom.pk)
     except IntegrityError:
-        raise ApiError(
+        raise ServiceError(
             code="domain_taken",
             message=_("%(domain)s is already attached to an instance.") % {"domain": domain},
-            status_code=409,
+            status=409,
         ) from None
     return custom
 

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -42,6 +43,42 @@ def logs_group(instance_id: str) -> str:
 class Line:
     seq: int
     text: str
+
+
+@runtime_checkable
+class LogHub(Protocol):
+    """Where followers and viewers meet: the numbered line buffer, the follower's lease, the viewers
+    and the last line's time, per instance. MemoryHub (one process) and RedisHub (several) are the two."""
+
+    def append(self, instance_id: str, lines: list[str], after: int = 0) -> int:
+        """Number `lines` from past `after` (and the last number given); returns the first number."""
+        ...
+
+    def after(self, instance_id: str, seq: int) -> list[Line]: ...
+
+    def tail(self, instance_id: str, count: int) -> list[Line]: ...
+
+    def oldest_seq(self, instance_id: str) -> int | None: ...
+
+    def newest_seq(self, instance_id: str) -> int | None: ...
+
+    def acquire(self, instance_id: str, owner: str) -> bool:
+        """Take the follower's lease unless someone holds it."""
+        ...
+
+    def renew(self, instance_id: str, owner: str) -> bool: ...
+
+    def release(self, instance_id: str, owner: str) -> None: ...
+
+    def viewer_touch(self, instance_id: str, viewer: str) -> None: ...
+
+    def viewer_remove(self, instance_id: str, viewer: str) -> None: ...
+
+    def viewer_count(self, instance_id: str) -> int: ...
+
+    def get_last_time(self, instance_id: str) -> str | None: ...
+
+    def set_last_time(self, instance_id: str, stamp: str) -> None: ...
 
 
 class MemoryHub:
@@ -204,11 +241,11 @@ class RedisHub:
         self.redis.set(self._key(instance_id, "last_time"), stamp)
 
 
-_hub = None
+_hub: LogHub | None = None
 _hub_guard = threading.Lock()
 
 
-def hub():
+def hub() -> LogHub:
     global _hub
     with _hub_guard:
         if _hub is None:

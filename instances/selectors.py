@@ -38,7 +38,7 @@ def instance_metrics(*, instance: Instance) -> dict:
 
     from django.utils import timezone
 
-    from quantmesh.api.errors import ApiError
+    from quantmesh.errors import ServiceError
 
     from . import engine_client
     from .runtime import get_backend
@@ -46,10 +46,10 @@ def instance_metrics(*, instance: Instance) -> dict:
 
     backend = get_backend()
     if backend.status(instance.instance_id).state != RuntimeState.RUNNING:
-        raise ApiError(
+        raise ServiceError(
             code="instance_not_running",
             message=f"The instance is {instance.status}: start it to see live metrics.",
-            status_code=409,
+            status=409,
         )
     stats = backend.stats(instance.instance_id)
     last_active = None
@@ -84,7 +84,7 @@ def instance_export(*, instance: Instance, kind: str, query: dict):
     """The engine's export (`trades` or `config`) of a running instance."""
     from urllib.parse import urlencode
 
-    from quantmesh.api.errors import ApiError
+    from quantmesh.errors import ServiceError
 
     from . import engine_client
     from .runtime import get_backend
@@ -92,12 +92,12 @@ def instance_export(*, instance: Instance, kind: str, query: dict):
 
     backend = get_backend()
     if backend.status(instance.instance_id).state != RuntimeState.RUNNING:
-        raise ApiError(code="instance_not_running", message="Start the instance to export its data.", status_code=409)
+        raise ServiceError(code="instance_not_running", message="Start the instance to export its data.", status=409)
     path = f"/api/export/{kind}" + (f"?{urlencode(query)}" if query else "")
     reply = engine_client.engine_request(instance, path, backend=backend, timeout=60)
     if reply is None:
-        raise ApiError(
-            code="instance_unavailable", message="The instance is not answering; try again.", status_code=503
+        raise ServiceError(
+            code="instance_unavailable", message="The instance is not answering; try again.", status=503
         )
     return reply
 

@@ -20,8 +20,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.selectors import entitlements_for, plan_get
-from quantmesh.api.errors import ApiError
 from quantmesh.crypto import decrypt, encrypt
+from quantmesh.errors import ServiceError
 
 from . import engine_client
 from .events import instance_event_record
@@ -69,7 +69,7 @@ def _set_status(instance: Instance, status: str, *, kind: str, actor=None, **det
 def _valid_region(region: str) -> str:
     if region not in settings.QM_REGIONS and (region or settings.QM_REGIONS):
         choices = ", ".join(settings.QM_REGIONS) or "none: this platform runs in one place"
-        raise ApiError(
+        raise ServiceError(
             code="unknown_region",
             message=f'region: "{region}" is not a region; choose {choices}.',
             details={"region": [f'"{region}" is not a valid choice.'], "regions": list(settings.QM_REGIONS)},
@@ -92,7 +92,7 @@ def instance_create(
             return existing
     plan = plan_get(code=plan_code)
     if plan is None:
-        raise ApiError(
+        raise ServiceError(
             code="unknown_plan",
             message=f'plan: "{plan_code}" is not a plan; choose personal, professional or enterprise.',
             details={"plan": [f'"{plan_code}" is not a valid choice.']},
@@ -100,10 +100,10 @@ def instance_create(
     _require_plan(owner)
     rights = entitlements_for(owner)
     if not rights.allows_plan(plan):
-        raise ApiError(
+        raise ServiceError(
             code="plan_not_allowed",
             message=f"Your {rights.plan.name} plan cannot create {plan.name} instances: upgrade first.",
-            status_code=403,
+            status=403,
             details={"your_plan": rights.plan.code, "requested_plan": plan.code},
         )
     try:
@@ -112,11 +112,11 @@ def instance_create(
             get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
             live = Instance.objects.filter(owner=owner).exclude(status=S.DELETED).count()
             if rights.max_instances is not None and live >= rights.max_instances:
-                raise ApiError(
+                raise ServiceError(
                     code="instance_limit_reached",
                     message=f"Your {rights.plan.name} plan allows {rights.max_instances} instance(s) "
                     f"and you have {live}: delete one or upgrade.",
-                    status_code=403,
+                    status=403,
                     details={"limit": rights.max_instances, "current": live},
                 )
             slug = _new_slug()
@@ -164,10 +164,10 @@ def instance_stop(*, instance: Instance, actor=None, reason: str = "", kind: str
 
 def _require_plan(owner) -> None:
     if entitlements_for(owner).plan is None:
-        raise ApiError(
+        raise ServiceError(
             code="no_subscription",
             message="You have no active plan: subscribe to create or start instances (stopped ones keep their data).",
-            status_code=403,
+            status=403,
         )
 
 
@@ -251,11 +251,11 @@ def _require_room_to_run(instance: Instance) -> None:
         _require_plan(instance.owner)
     others = _live_instances(instance.owner).filter(desired_state=D.RUNNING).exclude(pk=instance.pk).count()
     if rights.max_instances is not None and others >= rights.max_instances:
-        raise ApiError(
+        raise ServiceError(
             code="instance_limit_reached",
             message=f"Your {rights.plan.name} plan allows {rights.max_instances} running instance(s) and "
             f"{others} already run: stop one or upgrade.",
-            status_code=403,
+            status=403,
             details={"limit": rights.max_instances, "running": others, "plan": rights.plan.code},
         )
 
@@ -267,7 +267,7 @@ def instance_start(*, instance: Instance, actor=None) -> Instance:
         _lock_owner(instance.owner)
         instance = _locked(instance)
         if instance.status in (S.DELETING, S.DELETED):
-            raise ApiError(code="instance_deleted", message="This instance is being deleted.", status_code=409)
+            raise ServiceError(code="instance_deleted", message="This instance is being deleted.", status=409)
         if instance.desired_state == D.RUNNING and instance.status != S.FAILED:
             return instance
         _require_room_to_run(instance)
@@ -287,7 +287,7 @@ def instance_restart(*, instance: Instance, actor=None) -> Instance:
         _lock_owner(instance.owner)
         instance = _locked(instance)
         if instance.status in (S.DELETING, S.DELETED):
-            raise ApiError(code="instance_deleted", message="This instance is being deleted.", status_code=409)
+            raise ServiceError(code="instance_deleted", message="This instance is being deleted.", status=409)
         _require_room_to_run(instance)
         instance.desired_state = D.RUNNING
         instance.restart_count = 0
@@ -366,7 +366,7 @@ def instance_migrate(*, instance: Instance, region: str, actor=None) -> Instance
         elif instance.status not in (S.RUNNING, S.STOPPED) or instance.desired_state == D.DELETED:
             problem = ("not_movable", f"{instance.instance_id} is {instance.status}: it moves when running or stopped.")
         if problem:
-            raise ApiError(code=problem[0], message=problem[1], status_code=409, details={"status": instance.status})
+            raise ServiceError(code=problem[0], message=problem[1], status=409, details={"status": instance.status})
         instance.migration = {"to": region, "from": instance.region, "step": "queued", "error": ""}
         instance.save(update_fields=["migration"])
         instance_event_record(instance=instance, kind="migration_requested", actor=actor, to=region)

@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from billing.selectors import entitlements_for, plan_list
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
 
 from . import access, domains, presentation, selectors, services, trading
 
@@ -55,8 +55,8 @@ def instance_create(request):
             instance = services.instance_create(
                 owner=request.user, plan_code=chosen or "", region=request.POST.get("region") or None
             )
-        except ApiError as error:
-            messages.error(request, str(error.detail))
+        except ServiceError as error:
+            messages.error(request, error.message)
         else:
             return redirect("instance_detail", instance_id=instance.instance_id)
     context = {
@@ -135,8 +135,8 @@ def instance_domains(request, instance_id: str):
             request,
             _("%(domain)s: DNS is being checked; reload this page in a few seconds.") % {"domain": custom.domain},
         )
-    except ApiError as error:
-        messages.error(request, str(error.detail))
+    except ServiceError as error:
+        messages.error(request, error.message)
     return _domains_tab(instance_id)
 
 
@@ -147,8 +147,8 @@ def instance_migrate(request, instance_id: str):
     instance = _owned(request, instance_id)
     try:
         services.instance_migrate(instance=instance, region=request.POST.get("region", ""), actor=request.user)
-    except ApiError as error:
-        messages.error(request, str(error.detail))
+    except ServiceError as error:
+        messages.error(request, error.message)
     else:
         messages.success(request, _("Moving %(instance)s to another region.") % {"instance": instance_id})
     return redirect("instance_detail", instance_id=instance_id)
@@ -163,8 +163,8 @@ def instance_action(request, instance_id: str, action: str):
     before = (instance.desired_state, instance.status)
     try:
         changed = ACTIONS[action](instance=instance, actor=request.user)
-    except ApiError as error:
-        messages.error(request, str(error.detail))
+    except ServiceError as error:
+        messages.error(request, error.message)
     else:
         if action in ("start", "stop") and (changed.desired_state, changed.status) == before:
             messages.info(request, ACTION_UNCHANGED[action] % {"instance": instance_id})

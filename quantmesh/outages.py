@@ -11,6 +11,8 @@ import requests.exceptions
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 
+from quantmesh.errors import error_body
+
 # The Docker SDK (and any HTTP dependency) reports an unreachable server as requests' ConnectionError.
 OUTAGE_ERRORS = (
     OperationalError,
@@ -35,8 +37,6 @@ def outage_response(request) -> HttpResponse:
     """Rendered without the database, the cache or templates' context processors."""
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if request.path.startswith("/api/"):
-        from quantmesh.api.errors import error_body
-
         return JsonResponse(error_body("service_unavailable", MESSAGE), status=503, headers=headers)
     return HttpResponse(PAGE, status=503, headers=headers)
 

@@ -14,6 +14,7 @@ from instances import views as instance_views
 from instances.proxy import forward_auth
 from instances.traefik import provider as traefik_provider
 from quantmesh.api.errors import json_or_html
+from quantmesh.api.me import MeApi
 from quantmesh.outages import server_error_or_outage
 
 from . import grafana, metrics, views
@@ -25,6 +26,7 @@ admin.site.site_header = "QuantMesh Cloud support"
 admin.site.site_title = "QuantMesh Cloud support"
 
 api_urlpatterns = [
+    path("auth/me", MeApi.as_view(), name="auth-me"),
     path("auth/", include("accounts.api.urls")),
     path("billing/", include("billing.api.urls")),
     path("saas/", include("instances.api.urls")),

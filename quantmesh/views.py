@@ -5,7 +5,7 @@ from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from billing.selectors import entitlements_for, plan_list
-from quantmesh.api.errors import error_body
+from quantmesh.errors import error_body
 from quantmesh.readiness import readiness_checks
 
 

@@ -10,13 +10,11 @@ from rest_framework.views import APIView
 
 from accounts import selectors, services
 from accounts.models import ApiToken
-from billing.selectors import entitlements_for
 from quantmesh.api import pagination
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
 
 from .serializers import (
     LoginInputSerializer,
-    MeOutputSerializer,
     TokenCreatedOutputSerializer,
     TokenCreateInputSerializer,
     TokenListOutputSerializer,
@@ -51,25 +49,6 @@ class LogoutApi(APIView):
         if isinstance(request.auth, ApiToken):
             services.api_token_revoke(token=request.auth, request=request._request)
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class MeApi(APIView):
-    @extend_schema(responses=MeOutputSerializer, operation_id="auth_me")
-    def get(self, request):
-        user = request.user
-        plan = entitlements_for(user).plan
-        return Response(
-            MeOutputSerializer(
-                {
-                    "id": user.pk,
-                    "email": user.email,
-                    "full_name": user.full_name,
-                    "two_factor_enabled": selectors.user_has_two_factor(user),
-                    "date_joined": user.date_joined,
-                    "plan": plan.code if plan else None,
-                }
-            ).data
-        )
 
 
 class TokenListCreateApi(APIView):
@@ -115,6 +94,6 @@ class TokenDetailApi(APIView):
     def delete(self, request, token_id: int):
         token = selectors.api_token_get(user=request.user, token_id=token_id)
         if token is None or token.revoked_at is not None:
-            raise ApiError(code="not_found", message="No such token.", status_code=404)
+            raise ServiceError(code="not_found", message="No such token.", status=404)
         services.api_token_revoke(token=token, request=request._request)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -12,8 +12,8 @@ from backups import selectors, services
 from backups.models import Backup
 from instances import services as instance_services
 from quantmesh.api import pagination
-from quantmesh.api.errors import ApiError
 from quantmesh.api.serializers import ErrorSerializer
+from quantmesh.errors import ServiceError
 
 from .serializers import BackupOutputSerializer, BackupRestoreInputSerializer, BackupRestoreOutputSerializer
 
@@ -21,14 +21,14 @@ from .serializers import BackupOutputSerializer, BackupRestoreInputSerializer, B
 def _instance(request, instance_id: str):
     instance = selectors.backup_instance_get(owner=request.user, instance_id=instance_id)
     if instance is None:
-        raise ApiError(code="not_found", message=f"No instance {instance_id}.", status_code=404)
+        raise ServiceError(code="not_found", message=f"No instance {instance_id}.", status=404)
     return instance
 
 
 def _backup(request, instance_id: str, backup_id: str) -> Backup:
     backup = selectors.backup_get(instance=_instance(request, instance_id), backup_id=backup_id)
     if backup is None:
-        raise ApiError(code="not_found", message=f"No backup {backup_id} of {instance_id}.", status_code=404)
+        raise ServiceError(code="not_found", message=f"No backup {backup_id} of {instance_id}.", status=404)
     return backup
 
 
@@ -44,10 +44,10 @@ class BackupListApi(APIView):
     def post(self, request, instance_id: str):
         instance = _instance(request, instance_id)
         if instance.status in (instance.Status.DELETED, instance.Status.DELETING):
-            raise ApiError(code="instance_deleted", message="A deleted instance cannot be backed up.", status_code=409)
+            raise ServiceError(code="instance_deleted", message="A deleted instance cannot be backed up.", status=409)
         backup = services.backup_create(instance=instance, kind=Backup.Kind.MANUAL)
         if backup.status != Backup.Status.OK:
-            raise ApiError(code="backup_failed", message=f"The backup failed: {backup.error}", status_code=503)
+            raise ServiceError(code="backup_failed", message=f"The backup failed: {backup.error}", status=503)
         return Response(BackupOutputSerializer(backup).data, status=201)
 
 

@@ -14,8 +14,8 @@ from instances.events import event_view
 from instances.models import Instance
 from instances.presentation import reason_text
 from quantmesh.api import pagination
-from quantmesh.api.errors import ApiError
 from quantmesh.api.serializers import ErrorSerializer
+from quantmesh.errors import ServiceError
 
 from .serializers import (
     DomainInputSerializer,
@@ -40,14 +40,14 @@ WAIT_PARAMETER = OpenApiParameter(
 def _get_instance(request, instance_id: str) -> Instance:
     instance = selectors.instance_get(owner=request.user, instance_id=instance_id)
     if instance is None:
-        raise ApiError(code="not_found", message=f"No instance {instance_id}.", status_code=404)
+        raise ServiceError(code="not_found", message=f"No instance {instance_id}.", status=404)
     return instance
 
 
 def _wait_param(request) -> bool:
     wait = request.query_params.get("wait", "1")
     if wait not in {"0", "1"}:
-        raise ApiError(code="invalid_request", message="wait: must be 0 or 1.", details={"wait": ["0 or 1"]})
+        raise ServiceError(code="invalid_request", message="wait: must be 0 or 1.", details={"wait": ["0 or 1"]})
     return wait == "1"
 
 
@@ -76,7 +76,7 @@ class InstanceCreateApi(APIView):
         data.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key") or None
         if key is not None and len(key) > 128:
-            raise ApiError(code="invalid_request", message="Idempotency-Key: at most 128 characters.")
+            raise ServiceError(code="invalid_request", message="Idempotency-Key: at most 128 characters.")
         wait = _wait_param(request)
         instance = services.instance_create(
             owner=request.user,
@@ -214,10 +214,10 @@ class InstanceExportApi(APIView):
         reply = selectors.instance_export(instance=instance, kind=kind, query=query)
         if reply.status != 200:
             error = reply.json().get("error", {}) if reply.content_type == "application/json" else {}
-            raise ApiError(
+            raise ServiceError(
                 code=error.get("code", "export_failed"),
                 message=error.get("message", "The instance could not produce the export."),
-                status_code=400 if reply.status == 400 else 502,
+                status=400 if reply.status == 400 else 502,
             )
         extension = "csv" if kind == "trades" else "yaml"
         response = HttpResponse(reply.body, content_type=reply.content_type)
@@ -269,7 +269,7 @@ def _get_domain(request, instance_id: str, domain: str):
     instance = _get_instance(request, instance_id)
     custom = instance.domains.filter(domain=domain.lower()).first()
     if custom is None:
-        raise ApiError(code="not_found", message=f"No domain {domain} on {instance_id}.", status_code=404)
+        raise ServiceError(code="not_found", message=f"No domain {domain} on {instance_id}.", status=404)
     return custom
 
 

@@ -1,4 +1,5 @@
-"""One error shape for every API failure: {"error": {"code", "message", "details"}}."""
+"""One error shape for every API failure, {"error": {"code", "message", "details"}}: services'
+refusals (ServiceError), DRF's own exceptions, outages and bugs."""
 
 from __future__ import annotations
 
@@ -9,30 +10,11 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from quantmesh.errors import ServiceError, error_body
 from quantmesh.outages import MESSAGE as OUTAGE_MESSAGE
 from quantmesh.outages import RETRY_AFTER_SECONDS, is_outage
 
 logger = logging.getLogger(__name__)
-
-
-class ApiError(exceptions.APIException):
-    """An error a service or view raises with a stable machine-readable code."""
-
-    def __init__(
-        self,
-        *,
-        code: str,
-        message: str,
-        status_code: int = 400,
-        details: dict | None = None,
-        headers: dict | None = None,
-    ):
-        super().__init__(detail=message, code=code)
-        self.status_code = status_code
-        self.error_code = code
-        self.details = details or {}
-        self.headers = headers or {}
-
 
 _CODE_BY_EXCEPTION = [
     (exceptions.ParseError, "malformed_request"),
@@ -46,10 +28,6 @@ _CODE_BY_EXCEPTION = [
     (exceptions.Throttled, "rate_limited"),
     (exceptions.ValidationError, "invalid_request"),
 ]
-
-
-def error_body(code: str, message: str, details: dict | None = None) -> dict:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
 def _validation_message(detail) -> str:
@@ -71,10 +49,10 @@ def exception_handler(exc, context):
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
 
-    if isinstance(exc, ApiError):
-        return Response(
-            error_body(exc.error_code, str(exc.detail), exc.details), status=exc.status_code, headers=exc.headers
-        )
+    if isinstance(exc, ServiceError):
+        retry_after = exc.details.get("retry_after")
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status, headers=headers)
 
     if isinstance(exc, exceptions.APIException):
         code = next((c for cls, c in _CODE_BY_EXCEPTION if isinstance(exc, cls)), "error")

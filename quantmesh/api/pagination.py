@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import pagination
 
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
@@ -52,7 +52,7 @@ class _CursorPagination(pagination.CursorPagination):
         try:
             return super().decode_cursor(request)
         except Exception:  # DRF answers 404 for a bad cursor; it is a bad request
-            raise ApiError(
+            raise ServiceError(
                 code="invalid_request", message="cursor: not a cursor this API gave.", details={"cursor": ["invalid"]}
             ) from None
 
@@ -62,7 +62,7 @@ def _limit(request) -> int:
     if raw is None:
         return DEFAULT_LIMIT
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise ApiError(
+        raise ServiceError(
             code="invalid_request",
             message=f"limit: must be a whole number from 1 to {MAX_LIMIT}.",
             details={"limit": [f"1–{MAX_LIMIT}"]},

@@ -22,6 +22,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -53,6 +54,9 @@ class StripeTestServer:
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, form) of recorded routes
         self.url = ""
         self.declining: set[str] = set()  # customers whose card Stripe declines
+        # Called as (method, path) on the server's thread before each request is answered, i.e. while
+        # the portal waits for Stripe: tests look at the database from another connection then.
+        self.while_answering: Callable[[str, str], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -80,6 +84,7 @@ class StripeTestServer:
         self.objects.clear()
         self.requests.clear()
         self.declining.clear()
+        self.while_answering = None
         localstripe_resources.store.clear()
 
     # -- recorded objects ------------------------------------------------------------------------
@@ -233,6 +238,8 @@ class StripeTestServer:
     @web.middleware
     async def _recorded_routes(self, request: web.Request, handler):
         path, method = request.path, request.method
+        if self.while_answering is not None:
+            self.while_answering(method, path)
         form = await localstripe_server.get_post_data(request) if method == "POST" else dict(request.query)
         form = form or {}
         answer = self._answer(method, path, form, request)
