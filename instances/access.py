@@ -31,6 +31,7 @@ from accounts.authentication import bearer_authenticate
 from quantmesh.crypto import InvalidToken, decrypt, encrypt
 
 from .models import Instance
+from .services.domains import instance_for_domain
 
 INSTANCE_COOKIE = "qm_instance"
 TICKET_MAX_AGE = 60
@@ -47,8 +48,6 @@ def slug_from_host(host: str, *, custom_domains: bool = False) -> str | None:
     if match:
         return match.group(1).lower()
     if custom_domains:
-        from .domains import instance_for_domain
-
         instance = instance_for_domain(host)
         return instance.slug if instance else None
     return None

@@ -16,7 +16,8 @@ from django.views.decorators.http import require_POST
 from billing.selectors import entitlements_for, plan_list
 from quantmesh.api.errors import ApiError
 
-from . import access, domains, presentation, selectors, services, trading
+from . import access, presentation, selectors, services, trading
+from .services import domains
 
 ACTION_DONE = {
     "start": gettext_lazy("Starting %(instance)s."),

@@ -9,9 +9,10 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from instances import domains, selectors, services, trading
+from instances import selectors, services, trading
 from instances.events import event_view
 from instances.models import Instance
+from instances.services import domains
 from quantmesh.api import pagination
 from quantmesh.api.errors import ApiError
 from quantmesh.api.serializers import ErrorSerializer

@@ -8,8 +8,16 @@ import time
 import pytest
 
 from billing.models import Plan
-from instances.autoscaling import POLICY, Limits, Sample, autoscale_instance, autoscale_pass, decide, sample_record
 from instances.models import Instance
+from instances.services.autoscaling import (
+    POLICY,
+    Limits,
+    Sample,
+    autoscale_instance,
+    autoscale_pass,
+    decide,
+    sample_record,
+)
 from tests.db import committing_db
 
 BASE = Limits(cpu=4.0, memory_mb=8192)

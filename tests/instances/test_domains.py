@@ -7,8 +7,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.services import api_token_create
-from instances.domains import domains_recheck
 from instances.models import CustomDomain, Instance
+from instances.services.domains import domains_recheck
 from instances.traefik import dynamic_config
 from quantmesh.crypto import encrypt
 

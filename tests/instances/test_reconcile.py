@@ -11,8 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from instances.models import Instance, InstanceEvent
-from instances.reconcile import reconcile_pass
 from instances.runtime.base import InstanceSpec
+from instances.services.reconcile import reconcile_pass
 from tests.db import committing_db
 
 from .conftest import kill_engine, running_rows
