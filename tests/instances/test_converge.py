@@ -9,6 +9,7 @@ import pytest
 from billing.selectors import plan_get
 from instances.models import Instance
 from instances.services import instance_change_plan, instance_start, instance_stop
+from tests.capture import capture_instance_events
 from tests.db import committing_db
 
 pytestmark = committing_db
@@ -30,8 +31,13 @@ def test_converge_keeps_a_plan_change_and_autoscaling_written_while_it_worked(cr
         Instance.objects.filter(instance_id=unit_id).update(cpu_limit_scaled=Decimal("6.00"))
 
     monkeypatch.setattr(runtime, "start", start_while_the_plan_changes)
-    instance_start(instance=Instance.objects.get(instance_id=instance_id))  # converges on commit
+    with capture_instance_events() as published:
+        instance_start(instance=Instance.objects.get(instance_id=instance_id))  # converges on commit
 
+    # (the plan change takes a backup before it touches the running engine)
+    assert [event.kind for event in published] == ["start_requested", "plan_changed", "backup_created", "running"]
+    running = published[-1]
+    assert (running.from_status, running.to_status) == ("provisioning", "running")
     instance = Instance.objects.select_related("plan").get(instance_id=instance_id)
     assert instance.status == "running"
     assert instance.plan.code == "enterprise"
