@@ -19,6 +19,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
+from importlib import import_module
 
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
@@ -110,7 +111,7 @@ def browser_login_redirect(*, slug: str, method: str, path: str, accept: str, au
 
 
 def _session_store(session_key: str | None = None) -> SessionBase:
-    from importlib import import_module
+
 
     return import_module(settings.SESSION_ENGINE).SessionStore(session_key)
 
