@@ -240,3 +240,16 @@ def backup_codes_regenerate(*, user: User, code: str, request=None) -> list[str]
         codes = _backup_codes_replace(user)
         security_event_record(kind=SecurityEvent.Kind.BACKUP_CODES_GENERATED, user=user, request=request)
     return codes
+
+
+def demo_user_reset(*, email: str, password: str) -> User:
+    """The demo customer (made if missing) with this password and its e-mail verified (manage.py
+    create_demo_user); the caller gives it a plan."""
+    from allauth.account.models import EmailAddress  # allauth's models load only once apps are ready
+
+    with transaction.atomic():
+        user = User.objects.filter(email=email).first() or User.objects.create_user(email=email)
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        EmailAddress.objects.update_or_create(user=user, email=email, defaults={"verified": True, "primary": True})
+    return user

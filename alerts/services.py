@@ -12,17 +12,61 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.selectors import user_language
-
+from instances import selectors as instance_selectors
+from instances import services as instance_services
+from instances.models import Instance, InstanceEvent
+from instances.presentation import cause_text, reason_text
 from quantmesh.errors import ServiceError
+from quantmesh.tasks import enqueue_on_commit
 
-from . import telegram
+from . import tasks, telegram
 from .models import Alert, AlertKind, AlertSettings
 
 logger = logging.getLogger(__name__)
 # A Telegram chat id: a (negative for groups) integer, or a public channel's @username.
 TELEGRAM_CHAT_ID = re.compile(r"-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31}")
+Kind = InstanceEvent.Kind
+NOT_TRADING = (
+    gettext_lazy("{id} is not trading: {cause}"),
+    gettext_lazy("The engine runs but is not trading: {reason}.\n\nFix it: {fix_url}\nThe instance: {console_url}"),
+)
+# The instance events customers are alerted of: (alert kind, subject, message), rendered in the owner's language.
+INSTANCE_EVENTS = {
+    Kind.CRASHED: (
+        AlertKind.INSTANCE_DOWN,
+        gettext_lazy("{id} crashed"),
+        gettext_lazy("The engine stopped: {reason}. It is being restarted."),
+    ),
+    Kind.CRASH_LOOP: (
+        AlertKind.INSTANCE_DOWN,
+        gettext_lazy("{id} is crash-looping"),
+        gettext_lazy(
+            "The engine keeps crashing ({reason}) and was left stopped. Check its logs and configuration, "
+            "then start it."
+        ),
+    ),
+    Kind.FAILED: (AlertKind.INSTANCE_DOWN, gettext_lazy("{id} failed"), gettext_lazy("The instance failed: {reason}.")),
+    Kind.STOPPED_BY_PLAN: (AlertKind.BILLING, gettext_lazy("{id} was stopped by your plan"), "{reason}"),
+    Kind.DOMAIN_UNROUTED: (AlertKind.BILLING, gettext_lazy("A custom domain of {id} is no longer routed"), "{reason}"),
+    Kind.NODE_UNREACHABLE: (
+        AlertKind.INSTANCE_DOWN,
+        "{id}: {reason}",
+        gettext_lazy(
+            "The server it runs on cannot be reached ({reason}). Nothing is deleted; it runs again when the "
+            "server is back."
+        ),
+    ),
+    Kind.UNHEALTHY: (AlertKind.INSTANCE_UNHEALTHY, *NOT_TRADING),
+    Kind.TRADING_ERROR: (AlertKind.INSTANCE_UNHEALTHY, *NOT_TRADING),
+    Kind.TRADING_PAUSED: (
+        AlertKind.RISK_TRIGGERED,
+        gettext_lazy("{id}: trading paused by risk control ({cause})"),
+        gettext_lazy("{reason}.\n\nReview the risk settings: {fix_url}\nThe instance: {console_url}"),
+    ),
+}
 
 
 class DeliveryFailed(Exception):
@@ -62,7 +106,7 @@ def alert_settings_update(
     current.telegram_enabled = telegram_enabled
     current.telegram_chat_id = telegram_chat_id.strip()
     current.events = [kind for kind in AlertKind.values if kind in events]
-    current.save()
+    current.save(update_fields=["email_enabled", "telegram_enabled", "telegram_chat_id", "events"])
     return current
 
 
@@ -82,15 +126,56 @@ def alert_raise(*, user, kind: str, subject: str, message: str, instance=None) -
         alert = Alert.objects.create(
             user=user, instance=instance, kind=kind, subject=subject[:200], message=message, channels=channels
         )
-        alert_id = alert.pk
-        transaction.on_commit(lambda: _deliver_task(alert_id))
+        enqueue_on_commit(tasks.deliver, alert.pk)
     return alert
 
 
-def _deliver_task(alert_id: int) -> None:
-    from .tasks import deliver
+def alerts_for_instance_events(*, event_ids: list[int]) -> list:
+    """The alerts raised for these events; alert_raise drops repeats, so a retried task raises nothing twice."""
+    events = InstanceEvent.objects.select_related("instance__owner").filter(pk__in=event_ids, kind__in=INSTANCE_EVENTS)
+    raised = []
+    for event in events.order_by("pk"):
+        kind, subject, message = INSTANCE_EVENTS[event.kind]
+        instance = event.instance
+        with translation.override(user_language(instance.owner)):
+            values = {
+                "id": instance.instance_id,
+                "reason": _reason_words(event.detail.get("reason")),
+                "cause": _cause_words(event.detail.get("cause", "")),
+                **links(instance),
+            }
+            if event.kind == Kind.UNHEALTHY:
+                values.update(_why_unhealthy(instance))
+            subject, message = str(subject).format(**values), str(message).format(**values)
+        alert = alert_raise(user=instance.owner, kind=kind, instance=instance, subject=subject, message=message)
+        if alert is not None:
+            raised.append(alert)
+    return raised
 
-    deliver.delay(alert_id)
+
+def links(instance) -> dict:
+    """Where the customer sees the instance, and where they fix its configuration (keys, grid, risk)."""
+    console = f"{settings.QM_PUBLIC_URL}/instances/{instance.instance_id}"
+    return {"console_url": console, "fix_url": f"{console}/open?to=config"}
+
+
+def _cause_words(cause: str) -> str:
+    return cause_text(cause) or _("unknown cause")
+
+
+def _reason_words(reason: str | None) -> str:
+    return reason_text(reason) if reason else _("no reason recorded")
+
+
+def _why_unhealthy(instance) -> dict:
+    """An unhealthy engine is asked why (its trading state), so the alert names the cause, not a symptom."""
+    instance_services.engine_status_refresh(instance=instance)
+    if instance.trading_reason:
+        return {"reason": _reason_words(instance.trading_reason), "cause": _cause_words(instance.trading_cause)}
+    return {
+        "reason": _("its trading loop has not ticked recently (stale heartbeat)"),
+        "cause": _("stale heartbeat"),
+    }
 
 
 def alert_deliver(*, alert_id: int, final_attempt: bool = False) -> Alert | None:
@@ -117,7 +202,7 @@ def alert_deliver(*, alert_id: int, final_attempt: bool = False) -> Alert | None
         alert.status = Alert.Status.SENT
     elif final_attempt:
         alert.status = Alert.Status.FAILED
-    alert.save()
+    alert.save(update_fields=["delivered", "attempts", "last_error", "status"])
     if errors and not final_attempt:
         raise DeliveryFailed(alert.last_error)
     return alert
@@ -126,30 +211,21 @@ def alert_deliver(*, alert_id: int, final_attempt: bool = False) -> Alert | None
 def _risk_event_record(instance, paused: list[str]) -> None:
     """An instance event when risk control pauses symbols: once per change, and again only after the
     de-duplication window while the same symbols stay paused (the watch runs every minute)."""
-    from instances.events import instance_event_record
-
-    last = instance.events.filter(kind="risk_triggered").first()
+    last = instance.events.filter(kind=Kind.RISK_TRIGGERED).first()
     since = timezone.now() - timedelta(seconds=settings.QM_ALERT_DEDUPE_SECONDS)
     if last is None or last.detail.get("symbols") != paused or last.created_at < since:
-        instance_event_record(instance=instance, kind="risk_triggered", from_status=instance.status, symbols=paused)
+        instance_services.instance_event_record(
+            instance=instance, kind=Kind.RISK_TRIGGERED, from_status=instance.status, symbols=paused
+        )
 
 
 def instances_watch() -> int:
     """Periodic: look at every running engine for what no event reports, risk control that paused
     trading and CPU or memory near the plan's limit. Returns how many alerts were raised."""
-    from instances import engine_client
-    from instances.models import Instance
-    from instances.runtime import get_backend
-    from instances.runtime.base import BackendError
-
-    backend = get_backend()
     threshold = settings.QM_ALERT_RESOURCE_THRESHOLD
     raised = 0
     for instance in Instance.objects.filter(status=Instance.Status.RUNNING).select_related("owner", "plan"):
-        try:
-            stats = backend.stats(instance.instance_id)
-        except BackendError:
-            stats = None
+        stats = instance_selectors.instance_runtime_stats(instance_id=instance.instance_id)
         if stats is not None and max(stats.cpu_usage, stats.memory_usage) >= threshold:
             with translation.override(user_language(instance.owner)):
                 subject = _("%(instance)s: near its resource limit") % {"instance": instance.instance_id}
@@ -171,7 +247,7 @@ def instances_watch() -> int:
                     message=message,
                 )
             )
-        reply = engine_client.engine_request(instance, "/api/status", backend=backend)
+        reply = instance_selectors.instance_engine_get(instance=instance, path="/api/status")
         if reply is None or reply.status != 200:
             continue
         paused = [s["symbol"] for s in reply.json().get("symbols", []) if s.get("risk_state", "ok") != "ok"]

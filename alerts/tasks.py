@@ -19,9 +19,7 @@ def deliver(self, alert_id: int) -> None:
 
 @shared_task(acks_late=True)
 def instance_events_alert(event_ids: list[int]) -> None:
-    from .receivers import alerts_for_instance_events
-
-    alerts_for_instance_events(event_ids=event_ids)
+    services.alerts_for_instance_events(event_ids=event_ids)
 
 
 @shared_task

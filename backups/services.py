@@ -14,53 +14,54 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from accounts.selectors import user_language
-from instances import engine_client
+from instances import selectors as instance_selectors
 from instances import services as instance_services
-from instances.events import instance_event_record
-from instances.locks import converge_lock
-from instances.models import Instance
-from instances.runtime import get_backend
-from instances.runtime.base import BackendError, RuntimeState
+from instances.models import Instance, InstanceEvent
 from quantmesh.errors import ServiceError
+from quantmesh.tasks import enqueue_on_commit
 
-from . import archive
+from . import archive, tasks
 from .models import Backup
 from .signals import backup_failed
 
 logger = logging.getLogger(__name__)
 S = Instance.Status
+K = InstanceEvent.Kind
 
 
 def _storage():
     return storages["backups"]
 
 
-def _collect(instance: Instance, backend) -> dict[str, bytes]:
+def _collect(instance: Instance) -> dict[str, bytes]:
     """The instance's data files; the database copied consistently whether the engine runs or not."""
-    instance_id = instance.instance_id
     database = None
-    if backend.status(instance_id).state == RuntimeState.RUNNING:
-        reply = engine_client.engine_request(instance, "/api/backup/database", backend=backend, timeout=30)
+    if instance_selectors.instance_engine_running(instance=instance):
+        reply = instance_selectors.instance_engine_get(instance=instance, path="/api/backup/database", timeout=30)
         if reply is not None and reply.status == 200:
             database = archive.database_standalone(reply.body)
     if database is None:
-        stored = backend.read_file(instance_id, archive.DATABASE)
+        stored = _read(instance, archive.DATABASE)
         if stored is None:
             raise archive.BackupError(_("the instance has no engine database yet"))
-        database = archive.database_consolidated(stored, backend.read_file(instance_id, archive.DATABASE + "-wal"))
+        database = archive.database_consolidated(stored, _read(instance, archive.DATABASE + "-wal"))
     files = {archive.DATABASE: database}
-    config = backend.read_file(instance_id, archive.CONFIG)
+    config = _read(instance, archive.CONFIG)
     if config is not None:
         files[archive.CONFIG] = config
     # The engine keeps the exchange keys encrypted under the instance's secrets key (an engine that
     # has not started since run keys came may still hold a plaintext secrets.yaml).
-    sealed = backend.read_file(instance_id, archive.ENGINE_SECRETS)
-    plain = backend.read_file(instance_id, archive.SECRETS)
+    sealed = _read(instance, archive.ENGINE_SECRETS)
+    plain = _read(instance, archive.SECRETS)
     if sealed:
         files[archive.SECRETS] = Fernet(instance_services.instance_secrets_key(instance)).decrypt(sealed)
     elif plain:
         files[archive.SECRETS] = plain
     return files
+
+
+def _read(instance: Instance, path: str) -> bytes | None:
+    return instance_selectors.instance_file_read(instance=instance, path=path)
 
 
 def engine_files(*, instance: Instance, files: dict[str, bytes]) -> dict[str, bytes]:
@@ -94,23 +95,25 @@ def backup_create(*, instance: Instance, kind: str) -> Backup:
     try:
         with translation.override(user_language(instance.owner)):
             _backup_write(backup, instance)
-    except (archive.BackupError, BackendError, OSError) as error:
+    except (archive.BackupError, instance_services.BackendError, OSError) as error:
         logger.warning("backup of %s failed: %s", instance.instance_id, error)
         backup.status = Backup.Status.FAILED
         backup.error = str(error)
     backup.save()
     outcome = {"backup": backup.backup_id, "backup_kind": kind}
     if backup.status == Backup.Status.FAILED:
-        instance_event_record(instance=instance, kind="backup_failed", reason=backup.error, **outcome)
+        instance_services.instance_event_record(instance=instance, kind=K.BACKUP_FAILED, reason=backup.error, **outcome)
         transaction.on_commit(lambda: backup_failed.send(sender=Backup, backup=backup))
     else:
-        instance_event_record(instance=instance, kind="backup_created", size_bytes=backup.size_bytes, **outcome)
+        instance_services.instance_event_record(
+            instance=instance, kind=K.BACKUP_CREATED, size_bytes=backup.size_bytes, **outcome
+        )
     return backup
 
 
 def _backup_write(backup: Backup, instance: Instance) -> None:
     """The instance's files archived into backup storage, recorded on `backup` (not yet saved)."""
-    files = _collect(instance, get_backend())
+    files = _collect(instance)
     blob = archive.build(files, instance_id=instance.instance_id, created_at=backup.created_at.isoformat())
     manifest = archive.read(blob)[1]
     key = f"{instance.owner_id}/{instance.instance_id}/{backup.backup_id}.tar.gz"
@@ -168,45 +171,22 @@ def backup_restore(*, backup: Backup, target: Instance | None = None, actor=None
             message=_("That instance is deleted: restore the backup into a new instance instead."),
             status=409,
         )
-    instance_event_record(
-        instance=target, kind="restore_requested", actor=actor, from_status=target.status, backup=backup.backup_id
+    instance_services.instance_event_record(
+        instance=target, kind=K.RESTORE_REQUESTED, actor=actor, from_status=target.status, backup=backup.backup_id
     )
-    backup_pk, target_id = backup.pk, target.instance_id
-    transaction.on_commit(lambda: _restore_task(backup_pk, target_id))
+    enqueue_on_commit(tasks.restore, backup.pk, target.instance_id)
     return target
 
 
-def _restore_task(backup_pk: int, instance_id: str) -> None:
-    from .tasks import restore
-
-    restore.delay(backup_pk, instance_id)
-
-
 def backup_restore_apply(*, backup_pk: int, instance_id: str) -> None:
-    """The worker side of a restore: stop, write the files, start; idempotent (the same files again)."""
+    """The worker side of a restore: the backup's files, verified and sealed for the target engine,
+    handed to instances to stop, write and start; idempotent (the same files again)."""
     backup = Backup.objects.select_related("instance").get(pk=backup_pk)
     instance = Instance.objects.select_related("plan", "owner").get(instance_id=instance_id)
-    files = backup_read(backup=backup)
-    backend = get_backend()
-    with converge_lock(instance_id, timeout=settings.QM_PROVISION_TIMEOUT_SECONDS * 2):
-        instance.refresh_from_db()
-        run_after = instance.desired_state == Instance.Desired.RUNNING
-        instance_services.instance_mark(instance, S.RESTARTING, kind="restore_started", backup=backup.backup_id)
-        backend.create(instance_services.instance_spec(instance))  # a new target may still be provisioning
-        backend.stop(instance_id, settings.QM_STOP_TIMEOUT_SECONDS)
-        # An old write-ahead log would be replayed over the restored database: empty it.
-        files = engine_files(instance=instance, files=files)
-        backend.write_files(instance_id, {**files, archive.DATABASE + "-wal": b"", archive.DATABASE + "-shm": b""})
-        if not run_after:
-            instance_services.instance_mark(instance, S.STOPPED, kind="restored", backup=backup.backup_id)
-            return
-        backend.start(instance_id)
-        healthy, why = instance_services.wait_up(instance, backend)
-        if why is not None:
-            instance_services.instance_mark(instance, S.FAILED, kind="failed", reason=f"after restore: {why}")
-            return
-        instance.healthy = healthy
-        instance_services.instance_mark(instance, S.RUNNING, kind="restored", backup=backup.backup_id)
+    files = engine_files(instance=instance, files=backup_read(backup=backup))
+    # An old write-ahead log would be replayed over the restored database: empty it.
+    files |= {archive.DATABASE + "-wal": b"", archive.DATABASE + "-shm": b""}
+    instance_services.instance_files_restore(instance_id=instance_id, files=files, backup_id=backup.backup_id)
 
 
 def backups_daily() -> int:

@@ -347,9 +347,9 @@ def settle_and_check(drain_seconds: float) -> None:
     from django.utils import timezone
 
     from instances.models import Instance
-    from instances.reconcile import TRANSITIONAL, reconcile_pass
     from instances.runtime import get_backend
     from instances.runtime.base import RuntimeState
+    from instances.services.reconcile import TRANSITIONAL, reconcile_pass
 
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     stuck_after = timedelta(seconds=settings.QM_PROVISION_TIMEOUT_SECONDS * 2)  # as reconcile_pass has it

@@ -17,9 +17,9 @@ from prometheus_client import generate_latest
 from accounts.models import User
 from billing.selectors import plan_get
 from instances.models import Instance
-from instances.reconcile import reconcile_pass
 from instances.runtime.docker import LABEL, DockerBackend
 from instances.runtime.swarm import SwarmBackend
+from instances.services.reconcile import reconcile_pass
 from quantmesh.metrics import REGISTRY, targets_view
 
 CRASHED_EVERY = 50  # every 50th engine has crashed

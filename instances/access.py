@@ -19,6 +19,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
+from importlib import import_module
 
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
@@ -31,6 +32,7 @@ from accounts.authentication import bearer_authenticate
 from quantmesh.crypto import InvalidToken, decrypt, encrypt
 
 from .models import Instance
+from .services.domains import instance_for_domain
 
 INSTANCE_COOKIE = "qm_instance"
 TICKET_MAX_AGE = 60
@@ -47,8 +49,6 @@ def slug_from_host(host: str, *, custom_domains: bool = False) -> str | None:
     if match:
         return match.group(1).lower()
     if custom_domains:
-        from .domains import instance_for_domain
-
         instance = instance_for_domain(host)
         return instance.slug if instance else None
     return None
@@ -111,7 +111,7 @@ def browser_login_redirect(*, slug: str, method: str, path: str, accept: str, au
 
 
 def _session_store(session_key: str | None = None) -> SessionBase:
-    from importlib import import_module
+
 
     return import_module(settings.SESSION_ENGINE).SessionStore(session_key)
 

@@ -11,6 +11,7 @@ from billing.signals import entitlements_changed, plan_change_check
 from . import engine_client, services
 from .runtime import get_backend
 from .runtime.base import BackendError, RuntimeState
+from .selectors import instance_list_live
 
 logger = logging.getLogger(__name__)
 MEMORY_HEADROOM = 0.8  # a downgrade must leave the engine this much of the new memory limit at most
@@ -20,7 +21,7 @@ MEMORY_HEADROOM = 0.8  # a downgrade must leave the engine this much of the new 
 def instances_fitting_plan(sender, user, plan, **kwargs) -> list[dict]:
     """What keeps the user's instances from fitting `plan`: too many of them, or a running engine
     trading more pairs or using more memory than the plan gives."""
-    instances = list(services._live_instances(user))
+    instances = list(instance_list_live(owner=user))
     problems = []
     if plan.max_instances is not None and len(instances) > plan.max_instances:
         for instance in instances[plan.max_instances :]:

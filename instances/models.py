@@ -118,9 +118,55 @@ class Instance(models.Model):
 class InstanceEvent(models.Model):
     """Audit row for every change of an instance, by a person or by the platform (actor null)."""
 
+    class Kind(models.TextChoices):
+        """Every kind of event, one vocabulary for those who record them and those who listen (alerts).
+        The codes are what the API and the websocket show; the labels are for staff (admin)."""
+
+        # Requests (API, console, admin, billing's enforcement).
+        CREATED = "created"
+        START_REQUESTED = "start_requested"
+        STOP_REQUESTED = "stop_requested"
+        STOPPED_BY_PLAN = "stopped_by_plan"
+        RESTART_REQUESTED = "restart_requested"
+        DELETE_REQUESTED = "delete_requested"
+        PLAN_CHANGED = "plan_changed"
+        MIGRATION_REQUESTED = "migration_requested"
+        RESTORE_REQUESTED = "restore_requested"
+        # What the worker did (converge, migration, restore).
+        RUNNING = "running"
+        STOPPED = "stopped"
+        DELETED = "deleted"
+        FAILED = "failed"
+        MIGRATED = "migrated"
+        MIGRATION_FAILED = "migration_failed"
+        RESTORE_STARTED = "restore_started"
+        RESTORED = "restored"
+        BACKUP_CREATED = "backup_created"
+        BACKUP_FAILED = "backup_failed"
+        AUTOSCALED = "autoscaled"
+        # What reconcile saw.
+        CRASHED = "crashed"
+        CRASH_LOOP = "crash_loop"
+        UNHEALTHY = "unhealthy"
+        NODE_UNREACHABLE = "node_unreachable"
+        NODE_BACK = "node_back"
+        # What the engine says it is doing.
+        TRADING_ERROR = "trading_error"
+        TRADING_PAUSED = "trading_paused"
+        TRADING_RESUMED = "trading_resumed"
+        RISK_TRIGGERED = "risk_triggered"
+        # Custom domains.
+        DOMAIN_ADDED = "domain_added"
+        DOMAIN_VERIFIED = "domain_verified"
+        DOMAIN_WITHDRAWN = "domain_withdrawn"
+        DOMAIN_REMOVED = "domain_removed"
+        DOMAIN_EXPIRED = "domain_expired"
+        DOMAIN_ROUTED = "domain_routed"
+        DOMAIN_UNROUTED = "domain_unrouted"
+
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="events")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    kind = models.CharField(max_length=40)
+    kind = models.CharField(max_length=40, choices=Kind.choices)
     from_status = models.CharField(max_length=16, blank=True)
     to_status = models.CharField(max_length=16, blank=True)
     detail = models.JSONField(default=dict, blank=True)

@@ -1,20 +1,40 @@
-"""Read queries of instances."""
+"""Read queries of instances, and what other apps may read of an instance's runtime and engine
+(backups, alerts and metrics go through these, never through the runtime or the engine client)."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from datetime import datetime
+from urllib.parse import urlencode
 
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from quantmesh.errors import ServiceError
+
+from . import engine_client
+from .engine_client import EngineReply
 from .models import Instance, InstanceEvent
+from .runtime import get_backend
+from .runtime.base import BackendError, RuntimeState, RuntimeStats
+from .trading import engine_status_fetch
 
 
 def instance_list(*, owner) -> QuerySet[Instance]:
     return Instance.objects.filter(owner=owner).exclude(status=Instance.Status.DELETED).select_related("plan")
 
 
+def instance_list_live(*, owner) -> QuerySet[Instance]:
+    """The owner's instances that count against their plan (not deleted or being deleted), oldest first."""
+    return (
+        Instance.objects.filter(owner=owner)
+        .exclude(status__in=[Instance.Status.DELETED, Instance.Status.DELETING])
+        .select_related("plan")
+        .order_by("created_at", "pk")
+    )
+
+
 def instance_list_deleted_with_data(*, owner) -> QuerySet[Instance]:
     """Deleted instances whose data and backups are still kept (their Backups page restores them)."""
-    from django.utils import timezone
-
     return Instance.objects.filter(
         owner=owner, status=Instance.Status.DELETED, data_retained_until__gt=timezone.now()
     ).order_by("-deleted_at")
@@ -26,24 +46,12 @@ def instance_get(*, owner, instance_id: str) -> Instance | None:
 
 
 def instance_logs(*, instance: Instance, lines: int) -> list[str]:
-    from .runtime import get_backend
-
     return get_backend().logs(instance.instance_id, tail=lines)
 
 
 def instance_metrics(*, instance: Instance) -> dict:
     """Usage as fractions of the plan's limits, from the container's own cgroup; last_active is the
     engine's heartbeat (its last trading-loop tick)."""
-    from datetime import datetime
-
-    from django.utils import timezone
-
-    from quantmesh.errors import ServiceError
-
-    from . import engine_client
-    from .runtime import get_backend
-    from .runtime.base import RuntimeState
-
     backend = get_backend()
     if backend.status(instance.instance_id).state != RuntimeState.RUNNING:
         raise ServiceError(
@@ -72,9 +80,6 @@ def instance_metrics(*, instance: Instance) -> dict:
 def instance_trading(*, instance: Instance) -> dict | None:
     """The engine's live trading view (/api/trading) of a running instance, its state recorded on the
     way; None when the instance is not running or the engine does not answer."""
-    from .runtime import get_backend
-    from .trading import engine_status_fetch
-
     if instance.status != Instance.Status.RUNNING:
         return None
     return engine_status_fetch(instance=instance, backend=get_backend(), path="/api/trading?fills=100")
@@ -82,14 +87,6 @@ def instance_trading(*, instance: Instance) -> dict | None:
 
 def instance_export(*, instance: Instance, kind: str, query: dict):
     """The engine's export (`trades` or `config`) of a running instance."""
-    from urllib.parse import urlencode
-
-    from quantmesh.errors import ServiceError
-
-    from . import engine_client
-    from .runtime import get_backend
-    from .runtime.base import RuntimeState
-
     backend = get_backend()
     if backend.status(instance.instance_id).state != RuntimeState.RUNNING:
         raise ServiceError(code="instance_not_running", message="Start the instance to export its data.", status=409)
@@ -109,3 +106,26 @@ def instance_event_list(*, instance: Instance) -> QuerySet[InstanceEvent]:
 def account_event_list(*, owner) -> QuerySet[InstanceEvent]:
     """Every event of the owner's instances, deleted ones included (their history stays readable)."""
     return InstanceEvent.objects.filter(instance__owner=owner).select_related("instance")
+
+
+def instance_engine_running(*, instance: Instance) -> bool:
+    """Whether the runtime runs the instance's engine now (whatever the row says)."""
+    return get_backend().status(instance.instance_id).state == RuntimeState.RUNNING
+
+
+def instance_engine_get(*, instance: Instance, path: str, timeout: float = 2.0) -> EngineReply | None:
+    """GET `path` on the instance's engine, with its secret; None when it does not answer."""
+    return engine_client.engine_request(instance, path, backend=get_backend(), timeout=timeout)
+
+
+def instance_file_read(*, instance: Instance, path: str) -> bytes | None:
+    """A file of the instance's data volume (None: there is none). BackendError when it cannot be read."""
+    return get_backend().read_file(instance.instance_id, path)
+
+
+def instance_runtime_stats(*, instance_id: str) -> RuntimeStats | None:
+    """CPU and memory use against the limits, as the runtime sees them; None when it cannot tell."""
+    try:
+        return get_backend().stats(instance_id)
+    except BackendError:
+        return None

@@ -1,4 +1,5 @@
-"""Thin Celery tasks: load an id, call a service. Idempotent and safe to retry."""
+"""Thin Celery tasks: load an id, call a service. Idempotent and safe to retry. Queued through
+quantmesh.tasks.enqueue_on_commit."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from celery import shared_task
 from quantmesh.metrics import record_reconcile
 from quantmesh.outages import OUTAGE_ERRORS
 
-from . import reconcile as reconcile_module
-from . import services
+from . import services, trading
+from .services import autoscaling, domains
+from .services import reconcile as reconciling
 
 # A dependency that is briefly down (database, Redis, Docker) is waited out, not left half-done.
 RETRIED = (TimeoutError, *OUTAGE_ERRORS)
@@ -33,34 +35,26 @@ def migrate(instance_id: str) -> str | None:
 
 @shared_task
 def reconcile() -> dict:
-    report = reconcile_module.reconcile_pass()
+    report = reconciling.reconcile_pass()
     record_reconcile(report)
     return report.as_dict()
 
 
 @shared_task
 def domains_recheck() -> int:
-    from .domains import domains_recheck as recheck
-
-    return recheck()
+    return domains.domains_recheck()
 
 
 @shared_task(acks_late=True, autoretry_for=RETRIED, retry_backoff=2, max_retries=5)
 def domain_check(domain_id: int) -> None:
-    from .domains import domain_check as check
-
-    check(domain_id=domain_id)
+    domains.domain_check(domain_id=domain_id)
 
 
 @shared_task
 def autoscale() -> int:
-    from .autoscaling import autoscale_pass
-
-    return autoscale_pass()
+    return autoscaling.autoscale_pass()
 
 
 @shared_task(expires=30)
 def sample_engines() -> int:
-    from .trading import engines_sample
-
-    return engines_sample()
+    return trading.engines_sample()

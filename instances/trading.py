@@ -18,14 +18,16 @@ from django.utils import timezone
 
 from . import engine_client
 from .events import instance_event_record
-from .models import EngineSample, Instance, TradingState
+from .models import EngineSample, Instance, InstanceEvent, TradingState
+from .runtime import get_backend
+from .runtime.base import BackendError
 
 ENGINE_STATES = {TradingState.STARTING, TradingState.TRADING, TradingState.PAUSED, TradingState.ERROR}
 EVENT_FOR_STATE = {
-    TradingState.ERROR: "trading_error",
-    TradingState.NOT_ANSWERING: "trading_error",
-    TradingState.PAUSED: "trading_paused",
-    TradingState.TRADING: "trading_resumed",
+    TradingState.ERROR: InstanceEvent.Kind.TRADING_ERROR,
+    TradingState.NOT_ANSWERING: InstanceEvent.Kind.TRADING_ERROR,
+    TradingState.PAUSED: InstanceEvent.Kind.TRADING_PAUSED,
+    TradingState.TRADING: InstanceEvent.Kind.TRADING_RESUMED,
 }
 
 
@@ -82,8 +84,6 @@ def _sample(instance: Instance, payload: dict, stats, now) -> None:
 
 
 def _stats(backend, instance_id: str):
-    from .runtime.base import BackendError
-
     try:
         return backend.stats(instance_id)
     except BackendError:
@@ -102,11 +102,14 @@ def engine_status_fetch(*, instance: Instance, backend, path: str = "/api/status
     return _record_reply(instance, engine_client.engine_request(instance, path, backend=backend), backend)
 
 
+def engine_status_refresh(*, instance: Instance) -> dict | None:
+    """Ask the engine now what it is doing and record it (e.g. why it is unhealthy, for an alert)."""
+    return engine_status_fetch(instance=instance, backend=get_backend())
+
+
 def engines_sample(*, backend=None) -> int:
     """Periodic: read every running engine's status (side by side, bounded), record state and history,
     and drop samples older than QM_ENGINE_HISTORY_DAYS. Returns how many engines answered."""
-    from .runtime import get_backend
-
     backend = backend or get_backend()
     instances = list(Instance.objects.filter(status=Instance.Status.RUNNING))
     answered = 0

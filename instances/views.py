@@ -16,7 +16,9 @@ from django.views.decorators.http import require_POST
 from billing.selectors import entitlements_for, plan_list
 from quantmesh.errors import ServiceError
 
-from . import access, domains, presentation, selectors, services, trading
+from . import access, presentation, selectors, services, trading
+from .models import InstanceEvent
+from .services import domains
 
 ACTION_DONE = {
     "start": gettext_lazy("Starting %(instance)s."),
@@ -103,7 +105,7 @@ def instance_detail(request, instance_id: str):
         "cname_target": domains.cname_target(instance),
         "custom_domains_allowed": entitlements_for(request.user).has_feature("custom_domain"),
         "autoscaling": entitlements_for(request.user).has_feature("autoscaling"),
-        "scaling_events": instance.events.filter(kind="autoscaled").order_by("-created_at")[:10],
+        "scaling_events": instance.events.filter(kind=InstanceEvent.Kind.AUTOSCALED).order_by("-created_at")[:10],
         "regions": settings.QM_REGIONS,
     }
     return render(request, "instances/detail.html", context)

@@ -15,13 +15,21 @@ from __future__ import annotations
 
 import hmac
 import time
+from datetime import timedelta
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count
 from django.http import Http404, HttpResponse, JsonResponse
+from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+
+from instances.models import Instance, InstanceEvent
+from instances.selectors import instance_engine_get, instance_runtime_stats
+
+Kind = InstanceEvent.Kind
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter("quantmesh_http_requests_total", "HTTP requests handled.", ["method", "status"], registry=REGISTRY)
@@ -54,8 +62,6 @@ class PlatformCollector:
         return []  # nothing to check at registration: collect() reads the database only when scraped
 
     def collect(self):
-        from instances.models import Instance, InstanceEvent
-
         instances = GaugeMetricFamily("quantmesh_instances", "Instances by state.", labels=["state"])
         counts = dict(Instance.objects.values_list("status").annotate(n=Count("id")))
         for state in Instance.Status.values:
@@ -63,12 +69,12 @@ class PlatformCollector:
         yield instances
 
         # Time from `created` to the first `running` for instances created in the last hour.
-        recent = InstanceEvent.objects.filter(kind__in=["created", "running"], created_at__gte=time_ago(3600)).order_by(
-            "created_at"
-        )
+        recent = InstanceEvent.objects.filter(
+            kind__in=[Kind.CREATED, Kind.RUNNING], created_at__gte=time_ago(3600)
+        ).order_by("created_at")
         created, durations = {}, []
         for instance_id, kind, at in recent.values_list("instance_id", "kind", "created_at"):
-            if kind == "created":
+            if kind == Kind.CREATED:
                 created[instance_id] = at
             elif instance_id in created:
                 durations.append((at - created.pop(instance_id)).total_seconds())
@@ -80,7 +86,7 @@ class PlatformCollector:
             provisioning.add_metric([str(quantile)], value)
         yield provisioning
         failures = InstanceEvent.objects.filter(
-            kind="failed", from_status="provisioning", created_at__gte=time_ago(3600)
+            kind=Kind.FAILED, from_status=Instance.Status.PROVISIONING, created_at__gte=time_ago(3600)
         ).count()
         yield GaugeMetricFamily(
             "quantmesh_provisioning_failures_last_hour", "Instances that failed to provision.", value=failures
@@ -104,18 +110,12 @@ class PlatformCollector:
 
 
 def time_ago(seconds: float):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     return timezone.now() - timedelta(seconds=seconds)
 
 
 def celery_queue_depth() -> int:
     if not settings.CELERY_BROKER_URL.startswith("redis"):
         return 0  # tasks run in process: nothing ever waits
-    import redis
-
     return redis.Redis.from_url(settings.CELERY_BROKER_URL).llen("celery")
 
 
@@ -144,8 +144,6 @@ def metrics_view(request):
 
 def targets_view(request):
     """Prometheus HTTP service discovery: one target per live instance, labelled."""
-    from instances.models import Instance
-
     if not _authorized(request):
         raise Http404
     target = settings.QM_METRICS_PORTAL_TARGET or request.get_host()
@@ -170,29 +168,21 @@ def targets_view(request):
 
 def engine_metrics_view(request, instance_id: str):
     """One engine's /metrics, fetched with its secret (for the targets above)."""
-    from instances import engine_client
-    from instances.models import Instance
-    from instances.runtime import get_backend
-
     if not _authorized(request):
         raise Http404
     instance = Instance.objects.filter(instance_id=instance_id).exclude(status=Instance.Status.DELETED).first()
     if instance is None:
         raise Http404
-    backend = get_backend()
-    reply = engine_client.engine_request(instance, "/metrics", backend=backend, timeout=5)
+    reply = instance_engine_get(instance=instance, path="/metrics", timeout=5)
     if reply is None or reply.status != 200:
         return HttpResponse("engine not answering\n", status=503, content_type="text/plain")
-    return HttpResponse(reply.body + _runtime_metrics(backend, instance_id), content_type="text/plain; version=0.0.4")
+    return HttpResponse(reply.body + _runtime_metrics(instance_id), content_type="text/plain; version=0.0.4")
 
 
-def _runtime_metrics(backend, instance_id: str) -> bytes:
+def _runtime_metrics(instance_id: str) -> bytes:
     """What the runtime knows and the engine cannot: CPU and memory against the plan's limits."""
-    from instances.runtime.base import BackendError
-
-    try:
-        stats = backend.stats(instance_id)
-    except BackendError:
+    stats = instance_runtime_stats(instance_id=instance_id)
+    if stats is None:
         return b""
     lines = []
     for name, help_text, value in (

@@ -9,10 +9,11 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from instances import domains, selectors, services, trading
+from instances import selectors, services, trading
 from instances.events import event_view
 from instances.models import Instance
 from instances.presentation import reason_text
+from instances.services import domains
 from quantmesh.api import pagination
 from quantmesh.api.serializers import ErrorSerializer
 from quantmesh.errors import ServiceError

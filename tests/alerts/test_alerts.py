@@ -16,7 +16,7 @@ from billing.models import Plan
 from instances.engine_client import PROXY_SECRET_HEADER
 from instances.events import instance_event_record
 from instances.models import Instance
-from instances.reconcile import reconcile_pass
+from instances.services.reconcile import reconcile_pass
 from quantmesh.crypto import decrypt
 from tests.db import committing_db
 from tests.instances.conftest import kill_engine

@@ -20,8 +20,8 @@ from billing import catalogue
 from billing.models import BillingEvent, Plan, Referral, Subscription
 from billing.selectors import entitlements_for
 from billing.services import dunning_remind, referral_record
-from instances.domains import instance_for_domain
 from instances.models import CustomDomain, Instance, InstanceEvent
+from instances.services.domains import instance_for_domain
 from instances.traefik import dynamic_config
 from quantmesh.crypto import encrypt
 

@@ -15,7 +15,7 @@ import pytest
 
 from instances import engine_client
 from instances.models import Instance
-from instances.reconcile import reconcile_pass
+from instances.services.reconcile import reconcile_pass
 from tests.conftest import require_service
 from tests.db import committing_db
 from tests.waiting import wait_for

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from instances.models import Instance
-from instances.reconcile import reconcile_pass
 from instances.runtime.swarm import swarm_available
+from instances.services.reconcile import reconcile_pass
 from tests.db import committing_db
 
 from .services import restart_dockerd

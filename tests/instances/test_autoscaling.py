@@ -8,9 +8,21 @@ import time
 import pytest
 
 from billing.models import Plan
-from instances.autoscaling import POLICY, Limits, Sample, autoscale_instance, autoscale_pass, decide, sample_record
 from instances.models import Instance
+from instances.services import instance_change_plan
+from instances.services.autoscaling import (
+    POLICY,
+    Limits,
+    Sample,
+    autoscale_instance,
+    autoscale_pass,
+    decide,
+    instance_limits_autoscale,
+    sample_record,
+)
 from tests.db import committing_db
+
+from .conftest import running_rows
 
 BASE = Limits(cpu=4.0, memory_mb=8192)
 NOW = 1_800_000_000.0
@@ -108,3 +120,21 @@ def test_other_plans_are_not_scaled(runtime, user, subscribe, create_instance):
         sample_record(instance_id, sample)
     assert autoscale_pass(now=now) == 0
     assert Instance.objects.get(instance_id=instance_id).cpu_limit_scaled is None
+
+
+@pytest.mark.django_db
+def test_limits_decided_before_a_plan_change_are_not_recorded(user, subscribe, django_capture_on_commit_callbacks):
+    """Autoscaling decides on the row it loaded; a plan change committed since wins: the old plan's
+    scaled limits are not written over it, and the new plan's limits are applied again."""
+    subscribe(user, "enterprise")
+    decided_on = running_rows(user, 1, prefix="s")[0]
+    instance_change_plan(instance=decided_on, plan=Plan.objects.get(code="professional"))
+    with django_capture_on_commit_callbacks() as queued:
+        recorded = instance_limits_autoscale(
+            instance=decided_on, current=BASE, wanted=Limits(cpu=6.0, memory_mb=8192), base=BASE, reason="busy"
+        )
+    assert recorded is False
+    instance = Instance.objects.get(pk=decided_on.pk)
+    assert (instance.plan.code, instance.cpu_limit_scaled) == ("professional", None)
+    assert not instance.events.filter(kind="autoscaled").exists()
+    assert len(queued) == 1  # apply_limits: the professional plan's limits back on the engine

@@ -10,7 +10,7 @@ import yaml
 
 from billing.selectors import plan_get
 from instances.models import Instance, InstanceEvent
-from instances.reconcile import reconcile_pass
+from instances.services.reconcile import reconcile_pass
 from instances.runtime.base import RuntimeState
 from instances.services import instance_apply_limits, instance_change_plan
 from tests.db import committing_db

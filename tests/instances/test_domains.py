@@ -7,10 +7,11 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.services import api_token_create
-from instances.domains import domains_recheck
 from instances.models import CustomDomain, Instance
+from instances.services.domains import domains_recheck
 from instances.traefik import dynamic_config
 from quantmesh.crypto import encrypt
+from tests.capture import capture_instance_events
 
 from .conftest import running_rows
 from .dns_server import LoopbackDNS
@@ -95,7 +96,9 @@ def test_verification_waits_for_dns_and_says_what_is_wrong(owned, dns, django_ca
         assert domains_recheck() == 1  # the periodic check picks the change up
     assert api.get(base).json()[0]["verified"] is True
     assert "bot.example.org" in str(dynamic_config())
-    assert api.delete(f"{base}/bot.example.org").status_code == 204
+    with capture_instance_events(expected=1) as published:
+        assert api.delete(f"{base}/bot.example.org").status_code == 204
+    assert (published[0].kind, published[0].detail) == ("domain_removed", {"domain": "bot.example.org"})
     assert not CustomDomain.objects.exists() and "bot.example.org" not in str(dynamic_config())
 
 

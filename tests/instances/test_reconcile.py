@@ -11,8 +11,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from instances.models import Instance, InstanceEvent
-from instances.reconcile import reconcile_pass
 from instances.runtime.base import InstanceSpec
+from instances.services.reconcile import reconcile_pass
+from tests.capture import capture_instance_events
 from tests.db import committing_db
 
 from .conftest import kill_engine, running_rows
@@ -26,8 +27,10 @@ def test_crashed_engine_is_restarted_and_the_reason_recorded(create_instance, ru
     instance_id = create_instance()["instance_id"]
     kill_engine(runtime, instance_id)
 
-    report = reconcile_pass()
+    with capture_instance_events(expected=1) as published:
+        report = reconcile_pass()
     assert report.crashed == 1
+    assert (published[0].kind, published[0].from_status, published[0].to_status) == ("crashed", "running", "restarting")
     instance = Instance.objects.get(instance_id=instance_id)
     assert instance.status in ("restarting", "running")
     assert (
@@ -35,7 +38,9 @@ def test_crashed_engine_is_restarted_and_the_reason_recorded(create_instance, ru
     )
     assert InstanceEvent.objects.filter(instance=instance, kind="crashed").exists()
 
-    reconcile_pass()  # the back-off has passed: converge brings it back
+    with capture_instance_events() as published:
+        reconcile_pass()  # the back-off has passed: converge brings it back
+    assert [event.kind for event in published] == ["running"]
     instance.refresh_from_db()
     assert instance.status == "running"
     assert instance.restart_count == 1

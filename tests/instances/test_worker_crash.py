@@ -19,7 +19,7 @@ from django.db import connection
 from django.utils import timezone
 
 from instances.models import Instance
-from instances.reconcile import reconcile_pass
+from instances.services.reconcile import reconcile_pass
 from quantmesh.celery import app as celery_app
 from tests.db import committing_db
 

@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from instances.domains import domains_recheck
 from instances.models import CustomDomain
+from instances.services.domains import domains_recheck
 from instances.traefik import dynamic_config
 from tests.instances.test_domains import _client, dns, owned  # noqa: F401 (fixtures)
 
@@ -71,7 +71,7 @@ def test_slow_dns_stays_off_the_request_path_and_each_check_is_short(owned, sile
     started = time.monotonic()
     assert domains_recheck() == 4  # the periodic pass only enqueues: it never waits for DNS
     assert time.monotonic() - started < 1.0
-    from instances.domains import domain_check
+    from instances.services.domains import domain_check
 
     started = time.monotonic()
     custom = domain_check(domain_id=CustomDomain.objects.get(domain="slow.example.com").pk)

@@ -1,10 +1,9 @@
 import secrets
 
-from allauth.account.models import EmailAddress
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from accounts.models import User
+from accounts.services import demo_user_reset
 from billing.selectors import plan_get
 from billing.services import subscription_grant_local
 
@@ -22,9 +21,6 @@ class Command(BaseCommand):
             raise SystemExit(f"unknown plan {plan!r}: run `manage.py load_plans` first")
         password = secrets.token_urlsafe(12)
         with transaction.atomic():
-            user, _ = User.objects.get_or_create(email=email)
-            user.set_password(password)
-            user.save()
-            EmailAddress.objects.update_or_create(user=user, email=email, defaults={"verified": True, "primary": True})
+            user = demo_user_reset(email=email, password=password)
             subscription_grant_local(user=user, plan=chosen)
         self.stdout.write(f"demo login: {email} / {password} (plan: {chosen.code})")

@@ -16,9 +16,9 @@ import pytest
 
 from alerts.models import Alert
 from instances.models import Instance, InstanceEvent
-from instances.reconcile import reconcile_pass
 from instances.runtime import get_backend
 from instances.runtime.base import RuntimeState
+from instances.services.reconcile import reconcile_pass
 from tests.backups import test_backups
 from tests.db import committing_db
 from tests.instances import test_api

@@ -24,9 +24,13 @@ from django.utils.translation import gettext_lazy
 from accounts.selectors import user_language
 from billing.selectors import entitlements_for
 from quantmesh.errors import ServiceError
+from quantmesh.tasks import enqueue_on_commit
 
-from .events import instance_event_record
-from .models import CustomDomain, Instance
+from .. import tasks
+from ..events import instance_event_record
+from ..models import CustomDomain, Instance, InstanceEvent
+
+K = InstanceEvent.Kind
 
 # RFC 1123 host names: labels of letters, digits and hyphens, at least one dot, no trailing dot.
 DOMAIN_PATTERN = re.compile(r"^(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
@@ -69,7 +73,7 @@ def domain_add(*, instance: Instance, domain: str, actor) -> CustomDomain:
                     details={"limit": settings.QM_DOMAINS_PER_INSTANCE},
                 )
             custom = CustomDomain.objects.create(instance=instance, domain=domain)
-            instance_event_record(instance=instance, kind="domain_added", actor=actor, domain=domain)
+            instance_event_record(instance=instance, kind=K.DOMAIN_ADDED, actor=actor, domain=domain)
             domain_check_enqueue(domain_id=custom.pk)
     except IntegrityError:
         raise ServiceError(
@@ -116,9 +120,7 @@ def _cname_problem(domain: str, target: str) -> str:
 
 def domain_check_enqueue(*, domain_id: int) -> None:
     """A DNS check of the domain by a worker, once the current transaction commits."""
-    from .tasks import domain_check as task
-
-    transaction.on_commit(lambda: task.delay(domain_id))
+    enqueue_on_commit(tasks.domain_check, domain_id)
 
 
 def domain_verify(*, custom: CustomDomain, actor=None) -> CustomDomain:
@@ -139,14 +141,15 @@ def domain_verify(*, custom: CustomDomain, actor=None) -> CustomDomain:
         custom.verified_at = None
     custom.save(update_fields=["last_checked_at", "last_error", "verified_at"])
     if newly or withdrawn:
-        kind = "domain_verified" if newly else "domain_withdrawn"
+        kind = K.DOMAIN_VERIFIED if newly else K.DOMAIN_WITHDRAWN
         instance_event_record(instance=custom.instance, kind=kind, actor=actor, domain=custom.domain, reason=problem)
     return custom
 
 
-def domain_remove(*, custom: CustomDomain, actor) -> None:
+def domain_remove(*, custom: CustomDomain, actor, kind: str = K.DOMAIN_REMOVED, **detail) -> None:
+    """Detach the domain (by its owner, or released by the platform: `kind` says which)."""
     with transaction.atomic():
-        instance_event_record(instance=custom.instance, kind="domain_removed", actor=actor, domain=custom.domain)
+        instance_event_record(instance=custom.instance, kind=kind, actor=actor, domain=custom.domain, **detail)
         custom.delete()
 
 
@@ -162,19 +165,33 @@ def domains_recheck() -> int:
     expiry = timezone.now() - timedelta(hours=settings.QM_DOMAIN_PENDING_HOURS)
     stale = CustomDomain.objects.filter(verified_at__isnull=True, created_at__lt=expiry).select_related("instance")
     for custom in stale:
-        with transaction.atomic():
-            instance_event_record(
-                instance=custom.instance,
-                kind="domain_expired",
-                actor=None,
-                domain=custom.domain,
-                reason=custom.last_error,
-            )
-            custom.delete()
+        domain_remove(custom=custom, actor=None, kind=K.DOMAIN_EXPIRED, reason=custom.last_error)
     ids = list(CustomDomain.objects.values_list("pk", flat=True))
     for domain_id in ids:
         domain_check_enqueue(domain_id=domain_id)
     return len(ids)
+
+
+def domains_follow_plan(*, instances: list[Instance], routed: bool, reason: str) -> None:
+    """Route the instances' custom domains again (`routed`), or stop routing them (kept, suspended),
+    as the owner's plan includes custom domains or no longer does."""
+    changing = CustomDomain.objects.filter(instance__in=instances, suspended_at__isnull=not routed).select_related(
+        "instance"
+    )
+    for custom in changing:
+        custom.suspended_at = None if routed else timezone.now()
+        custom.save(update_fields=["suspended_at"])
+        instance_event_record(
+            instance=custom.instance,
+            kind=K.DOMAIN_ROUTED if routed else K.DOMAIN_UNROUTED,
+            domain=custom.domain,
+            reason=f"{custom.domain}: custom domains are "
+            + (
+                "included in your plan again"
+                if routed
+                else f"not included in your plan ({reason}); it is no longer routed"
+            ),
+        )
 
 
 def instance_for_domain(host: str) -> Instance | None:

@@ -18,11 +18,14 @@ from django.core.cache import cache
 from django.db import transaction
 
 from billing.selectors import entitlements_for
+from quantmesh.tasks import enqueue_on_commit
 
-from .events import instance_event_record
-from .models import Instance
-from .runtime import get_backend
-from .runtime.base import BackendError
+from .. import tasks
+from ..events import instance_event_record
+from ..models import Instance
+from ..runtime import get_backend
+from ..runtime.base import BackendError
+from .state import K, instance_locked
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ def autoscale_instance(*, instance: Instance, samples: list[Sample], now: float,
     """Decide on the instance's recorded series and apply the change live. Returns whether it changed."""
     if not _entitled(instance):
         return False
-    last = instance.events.filter(kind="autoscaled").order_by("-created_at").values_list("created_at", flat=True)
+    last = instance.events.filter(kind=K.AUTOSCALED).order_by("-created_at").values_list("created_at", flat=True)
     last_change_at = last[0].timestamp() if last else None
     current = Limits(instance.cpu_limit, instance.memory_limit_mb)
     base = Limits(float(instance.plan.cpu_limit), instance.plan.memory_limit_mb)
@@ -145,17 +148,36 @@ def autoscale_instance(*, instance: Instance, samples: list[Sample], now: float,
     except BackendError as error:  # e.g. more CPUs than the host has: stays as it is, tried again later
         logger.warning("autoscaling %s to %s refused: %s", instance.instance_id, wanted, error)
         return False
+    if not instance_limits_autoscale(instance=instance, current=current, wanted=wanted, base=base, reason=reason):
+        return False
+    cache.delete(_history_key(instance.instance_id))  # shares of the old limits mean nothing now
+    return True
+
+
+def instance_limits_autoscale(
+    *, instance: Instance, current: Limits, wanted: Limits, base: Limits, reason: str
+) -> bool:
+    """Record autoscaled limits (`base`: the plan's, stored as none) with their event. A plan change
+    committed since the decision wins: nothing is recorded, the new plan's limits are applied again
+    (over the ones just set live), and it returns False."""
     with transaction.atomic():
-        instance.cpu_limit_scaled = None if wanted.cpu == base.cpu else Decimal(str(wanted.cpu))
-        instance.memory_limit_mb_scaled = None if wanted.memory_mb == base.memory_mb else wanted.memory_mb
-        instance.save(update_fields=["cpu_limit_scaled", "memory_limit_mb_scaled"])
+        locked = instance_locked(instance)
+        if locked.plan_id != instance.plan_id:
+            enqueue_on_commit(tasks.apply_limits, instance.instance_id)
+            return False
+        locked.cpu_limit_scaled = None if wanted.cpu == base.cpu else Decimal(str(wanted.cpu))
+        locked.memory_limit_mb_scaled = None if wanted.memory_mb == base.memory_mb else wanted.memory_mb
+        locked.save(update_fields=["cpu_limit_scaled", "memory_limit_mb_scaled"])
+        instance.cpu_limit_scaled, instance.memory_limit_mb_scaled = (
+            locked.cpu_limit_scaled,
+            locked.memory_limit_mb_scaled,
+        )
         instance_event_record(
-            instance=instance,
-            kind="autoscaled",
-            from_status=instance.status,
+            instance=locked,
+            kind=K.AUTOSCALED,
+            from_status=locked.status,
             cpu=[current.cpu, wanted.cpu],
             memory_mb=[current.memory_mb, wanted.memory_mb],
             reason=reason,
         )
-    cache.delete(_history_key(instance.instance_id))  # shares of the old limits mean nothing now
     return True

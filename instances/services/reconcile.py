@@ -15,14 +15,16 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .events import instance_events_record_bulk
-from .models import Instance
-from .runtime import get_backend
-from .runtime.base import RuntimeState, RuntimeStatus
-from .services import failure_reason
+from quantmesh.tasks import enqueue_on_commit
 
-S = Instance.Status
-D = Instance.Desired
+from .. import tasks
+from ..events import instance_events_record_bulk
+from ..models import Instance
+from ..runtime import get_backend
+from ..runtime.base import RuntimeState, RuntimeStatus
+from .converge import failure_reason
+from .state import D, K, S
+
 TRANSITIONAL = {S.PENDING, S.PROVISIONING, S.RESTARTING, S.DELETING}
 UPDATED_FIELDS = [
     "status",
@@ -77,13 +79,13 @@ def _crashed(instance: Instance, observed: RuntimeStatus | None, now, events: li
         instance.next_restart_at = None
         instance.last_failure_reason = f"crash loop: {instance.restart_count} restarts, last {reason}"
         report.crash_loops += 1
-        events.append((instance, "crash_loop", previous, {"reason": instance.last_failure_reason}))
+        events.append((instance, K.CRASH_LOOP, previous, {"reason": instance.last_failure_reason}))
         return
     instance.restart_count += 1
     instance.next_restart_at = now + _backoff(instance.restart_count)
     instance.status = S.RESTARTING
     events.append(
-        (instance, "crashed", previous, {"reason": reason, "restart_in": str(_backoff(instance.restart_count))})
+        (instance, K.CRASHED, previous, {"reason": reason, "restart_in": str(_backoff(instance.restart_count))})
     )
 
 
@@ -98,7 +100,7 @@ def _unreachable(instance: Instance, observed: RuntimeStatus, now, events: list)
     instance.healthy = None
     instance.last_failure_reason = observed.error[:200]
     instance.last_failure_at = now
-    events.append((instance, "node_unreachable", previous, {"reason": observed.error}))
+    events.append((instance, K.NODE_UNREACHABLE, previous, {"reason": observed.error}))
 
 
 def _restarted_by_runtime(instance: Instance, observed: RuntimeStatus) -> bool:
@@ -109,6 +111,17 @@ def _restarted_by_runtime(instance: Instance, observed: RuntimeStatus) -> bool:
         and instance.started_at
         and observed.started_at > instance.started_at + timedelta(seconds=5)
     )
+
+
+def instances_observed_record(*, changed: list[Instance], events: list, converge_ids: list[str]) -> None:
+    """What one pass found, in one transaction: the changed rows (UPDATED_FIELDS only) in one UPDATE,
+    their events in one INSERT; then a converge for each instance that needs one."""
+    with transaction.atomic():
+        if changed:
+            Instance.objects.bulk_update(changed, UPDATED_FIELDS)
+        instance_events_record_bulk(events)
+        for instance_id in converge_ids:
+            enqueue_on_commit(tasks.converge, instance_id)
 
 
 def reconcile_pass(*, backend=None) -> ReconcileReport:
@@ -135,7 +148,7 @@ def reconcile_pass(*, backend=None) -> ReconcileReport:
             # Its node is back: running again, or the node's restart stopped the engine (start it).
             if state == RuntimeState.RUNNING:
                 instance.status, instance.status_changed_at = S.RUNNING, now
-                events.append((instance, "node_back", S.UNREACHABLE, {}))
+                events.append((instance, K.NODE_BACK, S.UNREACHABLE, {}))
             wants_converge = state != RuntimeState.RUNNING or instance.desired_state != D.RUNNING
         elif instance.desired_state == D.RUNNING:
             if instance.status == S.RUNNING and state in (RuntimeState.EXITED, RuntimeState.MISSING):
@@ -148,11 +161,11 @@ def reconcile_pass(*, backend=None) -> ReconcileReport:
                     instance.last_failure_reason = "the engine crashed; the runtime restarted it"
                     instance.last_failure_at = now
                     report.crashed += 1
-                    events.append((instance, "crashed", instance.status, {"reason": instance.last_failure_reason}))
+                    events.append((instance, K.CRASHED, instance.status, {"reason": instance.last_failure_reason}))
                 if observed.healthy is not None:
                     if instance.healthy and not observed.healthy:
                         report.unhealthy += 1
-                        events.append((instance, "unhealthy", instance.status, {"reason": "engine heartbeat is stale"}))
+                        events.append((instance, K.UNHEALTHY, instance.status, {"reason": "engine heartbeat is stale"}))
                     instance.healthy = observed.healthy
             elif instance.status == S.RESTARTING and instance.next_restart_at and instance.next_restart_at <= now:
                 wants_converge = True
@@ -168,15 +181,7 @@ def reconcile_pass(*, backend=None) -> ReconcileReport:
         backend.remove(orphan_id, keep_data=True)
         report.orphans_removed += 1
 
-    with transaction.atomic():
-        if changed:
-            Instance.objects.bulk_update(changed, UPDATED_FIELDS)
-        instance_events_record_bulk(events)
-    if report.converge_ids:
-        from .tasks import converge
-
-        for instance_id in report.converge_ids:
-            converge.delay(instance_id)
-        report.converges = len(report.converge_ids)
+    instances_observed_record(changed=changed, events=events, converge_ids=report.converge_ids)
+    report.converges = len(report.converge_ids)
     report.seconds = time.monotonic() - started
     return report
