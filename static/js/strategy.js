@@ -3,8 +3,8 @@
 // fixed grid's levels and the adaptive grid's nearest levels, and every candidate's profit curve.
 (function () {
   const root = document.getElementById("strategy");
-  if (!root || !root.dataset.run) return;
-  const url = root.dataset.api + "/" + root.dataset.run;
+  if (!root || !root.dataset.api) return;
+  const url = root.dataset.api;
   const words = document.getElementById("i18n").dataset;
   const getRun = () => fetch(url, { credentials: "same-origin" }).then((r) => r.ok ? r.json() : null);
 
@@ -79,8 +79,8 @@
     chart("advice-equity-chart", series, data);
   }
 
-  if (root.dataset.runStatus === "queued" || root.dataset.runStatus === "running") follow();
-  else if (root.dataset.runStatus === "done") getRun().then((run) => {
+  if (root.dataset.status === "queued" || root.dataset.status === "running") follow();
+  else if (root.dataset.status === "done") getRun().then((run) => {
     if (!run || !run.report) return;
     priceChart(run.report); equityChart(run.report);
   });
