@@ -6,7 +6,7 @@ are errors too, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,26 @@ class GridConfig:
     post_only: bool = True
 
 
+STRATEGY_KINDS = ("grid", "adaptive")
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """`strategy:` in config.yaml. `grid` trades grid.price_interval as set; `adaptive` moves the
+    interval with an online volatility estimate and skews the buys against the inventory (the
+    grid section still gives order size, windows and layers). Parameters of `adaptive` only."""
+
+    kind: str = "grid"
+    spread: float = 2.0  # interval = spread x volatility over horizon_seconds (never under the fee floor)
+    horizon_seconds: float = 3600.0
+    halflife_seconds: float = 1800.0  # of the EWMA of squared log returns
+    max_interval_pct: float = 5.0
+    skew_per_layer: float = 0.5  # grid levels the buys step down per held layer...
+    max_skew: int = 3  # ...at most this many levels (the customer's bound)
+    recenter_seconds: float = 900.0  # at most one re-centring this often (unless under the fee floor)
+    min_change_pct: float = 20.0  # re-centre only when the wanted interval differs this much
+
+
 @dataclass(frozen=True)
 class RapidDeclineConfig:
     enabled: bool = True
@@ -97,6 +117,7 @@ class EngineConfig:
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     symbols: tuple[str, ...] = ("BTC/USDT",)
     grid: GridConfig = field(default_factory=GridConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
@@ -116,220 +137,199 @@ class EngineConfig:
         return data
 
 
-class _Validator:
-    def __init__(self):
-        self.errors: list[str] = []
+@dataclass(frozen=True)
+class Bound:
+    """What a numeric field accepts; its error message is derived from it (`must be > 0`). The
+    field's type comes from `integer`, its default from the section's dataclass."""
 
-    def section(self, data: Any, path: str, cls) -> Any:
-        defaults = cls()
-        if data is None:
-            return defaults
-        if not isinstance(data, dict):
-            self.errors.append(f"{path}: must be a mapping")
-            return defaults
-        known = {f.name for f in cls.__dataclass_fields__.values()}
-        for key in data:
-            if key not in known:
-                self.errors.append(f"{path}.{key}: unknown field" if path else f"{key}: unknown field")
-        values = {}
-        for name in known:
-            if name in data:
-                values[name] = data[name]
-        return values
+    integer: bool = False
+    minimum: float | None = None
+    exclusive: bool = False  # the minimum itself is refused
+    maximum: float | None = None
+    nullable: bool = False  # an explicit null takes the field's default
 
-    def number(
-        self,
-        value: Any,
-        path: str,
-        *,
-        minimum: float | None = None,
-        exclusive: bool = False,
-        maximum: float | None = None,
-        integer: bool = False,
-        optional: bool = False,
-    ):
-        if value is None and optional:
-            return None
-        kind = int if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kind):
-            self.errors.append(f"{path}: must be {'an integer' if integer else 'a number'}")
-            return None
-        if minimum is not None and (value <= minimum if exclusive else value < minimum):
-            self.errors.append(f"{path}: must be {'>' if exclusive else '>='} {minimum:g}")
-        if maximum is not None and value > maximum:
-            self.errors.append(f"{path}: must be <= {maximum:g}")
-        return float(value) if not integer else value
 
-    def boolean(self, value: Any, path: str) -> bool:
-        if not isinstance(value, bool):
-            self.errors.append(f"{path}: must be true or false")
-            return False
-        return value
+# Every numeric field of config.yaml, declared once.
+BOUNDS: dict[str, Bound] = {
+    "grid.price_interval": Bound(minimum=0, exclusive=True),
+    "grid.order_quote_size": Bound(minimum=0, exclusive=True),
+    "grid.buy_window": Bound(integer=True, minimum=1, maximum=200),
+    "grid.sell_window": Bound(integer=True, minimum=1, maximum=200),
+    "grid.max_layers": Bound(integer=True, minimum=1, maximum=1000),
+    "strategy.spread": Bound(minimum=0, exclusive=True, maximum=100),
+    "strategy.horizon_seconds": Bound(minimum=1, maximum=30 * 86400),
+    "strategy.halflife_seconds": Bound(minimum=1, maximum=30 * 86400),
+    "strategy.max_interval_pct": Bound(minimum=0, exclusive=True, maximum=50),
+    "strategy.skew_per_layer": Bound(minimum=0, maximum=10),
+    "strategy.max_skew": Bound(integer=True, minimum=0, maximum=50),
+    "strategy.recenter_seconds": Bound(minimum=0, maximum=7 * 86400),
+    "strategy.min_change_pct": Bound(minimum=0, maximum=1000),
+    "risk.rapid_decline.drop_pct": Bound(minimum=0, exclusive=True, maximum=100),
+    "risk.rapid_decline.window_seconds": Bound(minimum=0, exclusive=True),
+    "risk.rapid_decline.recover_pct": Bound(minimum=0, maximum=100),
+    "risk.max_position_quote": Bound(minimum=0, exclusive=True, nullable=True),
+    "risk.stop_loss_pct": Bound(minimum=0, exclusive=True, maximum=100, nullable=True),
+    "risk.daily_loss_limit": Bound(minimum=0, exclusive=True, nullable=True),
+    "paper.seed": Bound(integer=True, nullable=True),
+    "paper.start_price": Bound(minimum=0, exclusive=True),
+    "paper.volatility": Bound(minimum=0, maximum=0.5),
+    "paper.tick_seconds": Bound(minimum=0.001),
+    "paper.fee_rate": Bound(minimum=0, maximum=0.1),
+    "paper.initial_quote": Bound(minimum=0),
+    "paper.initial_base": Bound(minimum=0),
+    "loop.poll_seconds": Bound(minimum=0.05),
+    "loop.reconcile_seconds": Bound(minimum=1),
+}
+
+
+def _number(value: Any, path: str, bound: Bound, default: Any, errors: list[str]):
+    if value is None and bound.nullable:
+        return default
+    kind = int if bound.integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        errors.append(f"{path}: must be {'an integer' if bound.integer else 'a number'}")
+        return default
+    minimum, maximum = bound.minimum, bound.maximum
+    if minimum is not None and (value <= minimum if bound.exclusive else value < minimum):
+        errors.append(f"{path}: must be {'>' if bound.exclusive else '>='} {minimum:g}")
+    if maximum is not None and value > maximum:
+        errors.append(f"{path}: must be <= {maximum:g}")
+    return value if bound.integer else float(value)
+
+
+def _boolean(value: Any, path: str, errors: list[str]) -> bool:
+    if not isinstance(value, bool):
+        errors.append(f"{path}: must be true or false")
+        return False  # an invalid flag is off for the cross-field checks (no post-only error on top)
+    return value
+
+
+def _exchange_name(value: Any, path: str, errors: list[str]) -> str:
+    if not isinstance(value, str) or not value.strip():
+        errors.append(f"{path}: must be a non-empty string")
+        return PAPER
+    if not _exchange_known(value):
+        errors.append(f"{path}: unknown exchange {value!r} (use 'paper' or an exchange ccxt supports)")
+    return value.strip()
+
+
+def _symbols(value: Any, path: str, errors: list[str]) -> tuple:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not value:
+        errors.append(f"{path}: must be a non-empty list like ['BTC/USDT']")
+        return ()
+    for index, symbol in enumerate(value):
+        if not isinstance(symbol, str) or symbol.count("/") != 1 or not all(symbol.split("/")):
+            errors.append(f"{path}[{index}]: must look like 'BASE/QUOTE', got {symbol!r}")
+    if len(set(value)) != len(value):
+        errors.append(f"{path}: each symbol may appear once")
+    return tuple(value)
+
+
+def _prices_csv(value: Any, path: str, errors: list[str]) -> str | None:
+    if value is not None and not _plain_file_name(value):
+        errors.append(
+            f"{path}: must be the name of a file in the data directory, like 'prices.csv' "
+            f"(no directory, no '..'), got {str(value)[:80]!r}"
+        )
+        return None
+    return value
+
+
+def _strategy_kind(value: Any, path: str, errors: list[str]) -> str:
+    if value not in STRATEGY_KINDS:
+        errors.append(f"{path}: must be one of {', '.join(STRATEGY_KINDS)}, got {str(value)[:40]!r}")
+        return STRATEGY_KINDS[0]
+    return value
+
+
+# Fields that are neither a number, a flag nor a section.
+FIELD_CHECKS = {
+    "exchange.name": _exchange_name,
+    "symbols": _symbols,
+    "paper.prices_csv": _prices_csv,
+    "strategy.kind": _strategy_kind,
+}
+
+
+def _section(cls, data: Any, path: str, errors: list[str]):
+    """The dataclass `cls` read from `data`, each field checked by what it is: a nested section,
+    a flag, a bounded number or one of FIELD_CHECKS. Absent fields take the dataclass default."""
+    defaults = cls()
+    if data is None:
+        return defaults
+    if not isinstance(data, dict):
+        errors.append(f"{path}: must be a mapping")
+        return defaults
+    names = [f.name for f in fields(cls)]
+    errors.extend(
+        f"{path}.{key}: unknown field" if path else f"{key}: unknown field" for key in data if key not in names
+    )
+    values = {}
+    for name in names:
+        where = f"{path}.{name}" if path else name
+        default = getattr(defaults, name)
+        if is_dataclass(default):
+            values[name] = _section(type(default), data.get(name), where, errors)
+        elif where in FIELD_CHECKS:
+            values[name] = FIELD_CHECKS[where](data.get(name, default), where, errors)
+        elif isinstance(default, bool):
+            values[name] = _boolean(data.get(name, default), where, errors)
+        else:
+            values[name] = _number(data.get(name, default), where, BOUNDS[where], default, errors)
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class PlanLimits:
+    """What the customer's plan allows; the cross-field checks hold a config against it."""
+
+    max_trading_pairs: int | None = None
+    paper_only: bool = False
+
+
+def _pairs_within_plan(config: EngineConfig, plan: PlanLimits) -> str | None:
+    pairs, allowed = len(config.symbols), plan.max_trading_pairs
+    if allowed is not None and pairs > allowed:
+        return (
+            f"symbols: your plan allows {allowed} trading pair(s), this config has {pairs}; "
+            "remove some or upgrade your plan"
+        )
+    return None
+
+
+def _post_only_supported(config: EngineConfig, plan: PlanLimits) -> str | None:
+    if config.grid.post_only and not config.is_paper and not _dialect(config.exchange_id).post_only:
+        return (
+            f"grid.post_only: {config.exchange.name} cannot place post-only orders; set grid.post_only: false to "
+            "trade with plain limit orders (they may take liquidity and pay the taker fee)"
+        )
+    return None
+
+
+def _paper_on_trial(config: EngineConfig, plan: PlanLimits) -> str | None:
+    if plan.paper_only and not config.is_paper:
+        return "exchange.name: the free trial trades on the paper exchange only; subscribe to trade live"
+    return None
+
+
+CROSS_FIELD_CHECKS = (_pairs_within_plan, _post_only_supported, _paper_on_trial)
 
 
 def parse_config(data: Any, *, max_trading_pairs: int | None = None, paper_only: bool = False) -> EngineConfig:
-    """Validate a config mapping; raises ConfigError listing every problem with its field."""
-    v = _Validator()
-    top = v.section(data or {}, "", EngineConfig)
-    if not isinstance(top, dict):
-        raise ConfigError(v.errors)
-
-    exchange = ExchangeConfig()
-    raw = v.section(top.get("exchange"), "exchange", ExchangeConfig)
-    if isinstance(raw, dict):
-        name = raw.get("name", PAPER)
-        if not isinstance(name, str) or not name.strip():
-            v.errors.append("exchange.name: must be a non-empty string")
-            name = PAPER
-        elif not _exchange_known(name):
-            v.errors.append(f"exchange.name: unknown exchange {name!r} (use 'paper' or an exchange ccxt supports)")
-        exchange = ExchangeConfig(name=name.strip(), testnet=v.boolean(raw.get("testnet", False), "exchange.testnet"))
-
-    symbols = top.get("symbols", list(EngineConfig().symbols))
-    if isinstance(symbols, str):
-        symbols = [symbols]
-    if not isinstance(symbols, list) or not symbols:
-        v.errors.append("symbols: must be a non-empty list like ['BTC/USDT']")
-        symbols = []
-    for index, symbol in enumerate(symbols):
-        if not isinstance(symbol, str) or symbol.count("/") != 1 or not all(symbol.split("/")):
-            v.errors.append(f"symbols[{index}]: must look like 'BASE/QUOTE', got {symbol!r}")
-    if len(set(symbols)) != len(symbols):
-        v.errors.append("symbols: each symbol may appear once")
-    if max_trading_pairs is not None and len(symbols) > max_trading_pairs:
-        v.errors.append(
-            f"symbols: your plan allows {max_trading_pairs} trading pair(s), this config has {len(symbols)}; "
-            "remove some or upgrade your plan"
-        )
-
-    grid = GridConfig()
-    raw = v.section(top.get("grid"), "grid", GridConfig)
-    if isinstance(raw, dict):
-        d = GridConfig()
-        grid = GridConfig(
-            price_interval=v.number(
-                raw.get("price_interval", d.price_interval), "grid.price_interval", minimum=0, exclusive=True
-            )
-            or d.price_interval,
-            order_quote_size=v.number(
-                raw.get("order_quote_size", d.order_quote_size), "grid.order_quote_size", minimum=0, exclusive=True
-            )
-            or d.order_quote_size,
-            buy_window=v.number(
-                raw.get("buy_window", d.buy_window), "grid.buy_window", minimum=1, maximum=200, integer=True
-            )
-            or d.buy_window,
-            sell_window=v.number(
-                raw.get("sell_window", d.sell_window), "grid.sell_window", minimum=1, maximum=200, integer=True
-            )
-            or d.sell_window,
-            max_layers=v.number(
-                raw.get("max_layers", d.max_layers), "grid.max_layers", minimum=1, maximum=1000, integer=True
-            )
-            or d.max_layers,
-            post_only=v.boolean(raw.get("post_only", d.post_only), "grid.post_only"),
-        )
-
-    risk = RiskConfig()
-    raw = v.section(top.get("risk"), "risk", RiskConfig)
-    if isinstance(raw, dict):
-        decline = RapidDeclineConfig()
-        rd = v.section(raw.get("rapid_decline"), "risk.rapid_decline", RapidDeclineConfig)
-        if isinstance(rd, dict):
-            d = RapidDeclineConfig()
-            decline = RapidDeclineConfig(
-                enabled=v.boolean(rd.get("enabled", d.enabled), "risk.rapid_decline.enabled"),
-                drop_pct=v.number(
-                    rd.get("drop_pct", d.drop_pct),
-                    "risk.rapid_decline.drop_pct",
-                    minimum=0,
-                    exclusive=True,
-                    maximum=100,
-                )
-                or d.drop_pct,
-                window_seconds=v.number(
-                    rd.get("window_seconds", d.window_seconds),
-                    "risk.rapid_decline.window_seconds",
-                    minimum=0,
-                    exclusive=True,
-                )
-                or d.window_seconds,
-                recover_pct=v.number(
-                    rd.get("recover_pct", d.recover_pct), "risk.rapid_decline.recover_pct", minimum=0, maximum=100
-                )
-                or 0.0,
-            )
-        risk = RiskConfig(
-            rapid_decline=decline,
-            max_position_quote=v.number(
-                raw.get("max_position_quote"), "risk.max_position_quote", minimum=0, exclusive=True, optional=True
-            ),
-            stop_loss_pct=v.number(
-                raw.get("stop_loss_pct"), "risk.stop_loss_pct", minimum=0, exclusive=True, maximum=100, optional=True
-            ),
-            daily_loss_limit=v.number(
-                raw.get("daily_loss_limit"), "risk.daily_loss_limit", minimum=0, exclusive=True, optional=True
-            ),
-        )
-
-    paper = PaperConfig()
-    raw = v.section(top.get("paper"), "paper", PaperConfig)
-    if isinstance(raw, dict):
-        d = PaperConfig()
-        csv_path = raw.get("prices_csv")
-        if csv_path is not None and not _plain_file_name(csv_path):
-            v.errors.append(
-                f"paper.prices_csv: must be the name of a file in the data directory, like 'prices.csv' "
-                f"(no directory, no '..'), got {str(csv_path)[:80]!r}"
-            )
-            csv_path = None
-        seed = raw.get("seed", d.seed)
-        paper = PaperConfig(
-            seed=v.number(seed, "paper.seed", integer=True) if seed is not None else d.seed,
-            start_price=v.number(raw.get("start_price", d.start_price), "paper.start_price", minimum=0, exclusive=True)
-            or d.start_price,
-            volatility=v.number(raw.get("volatility", d.volatility), "paper.volatility", minimum=0, maximum=0.5) or 0.0,
-            tick_seconds=v.number(raw.get("tick_seconds", d.tick_seconds), "paper.tick_seconds", minimum=0.001)
-            or d.tick_seconds,
-            prices_csv=csv_path,
-            fee_rate=v.number(raw.get("fee_rate", d.fee_rate), "paper.fee_rate", minimum=0, maximum=0.1) or 0.0,
-            initial_quote=v.number(raw.get("initial_quote", d.initial_quote), "paper.initial_quote", minimum=0) or 0.0,
-            initial_base=v.number(raw.get("initial_base", d.initial_base), "paper.initial_base", minimum=0) or 0.0,
-        )
-
-    loop = LoopConfig()
-    raw = v.section(top.get("loop"), "loop", LoopConfig)
-    if isinstance(raw, dict):
-        d = LoopConfig()
-        loop = LoopConfig(
-            poll_seconds=v.number(raw.get("poll_seconds", d.poll_seconds), "loop.poll_seconds", minimum=0.05)
-            or d.poll_seconds,
-            reconcile_seconds=v.number(
-                raw.get("reconcile_seconds", d.reconcile_seconds), "loop.reconcile_seconds", minimum=1
-            )
-            or d.reconcile_seconds,
-        )
-
-    exchange_id = EXCHANGE_ALIASES.get(exchange.name.lower(), exchange.name.lower())
-    if grid.post_only and exchange_id != PAPER and not _dialect(exchange_id).post_only:
-        v.errors.append(
-            f"grid.post_only: {exchange.name} cannot place post-only orders; set grid.post_only: false to trade "
-            "with plain limit orders (they may take liquidity and pay the taker fee)"
-        )
-    if paper_only and EXCHANGE_ALIASES.get(exchange.name.lower(), exchange.name.lower()) != PAPER:
-        v.errors.append("exchange.name: the free trial trades on the paper exchange only; subscribe to trade live")
-    cancel = v.boolean(top.get("cancel_orders_on_stop", True), "cancel_orders_on_stop")
-    if v.errors:
-        raise ConfigError(v.errors)
-    return EngineConfig(
-        exchange=exchange,
-        symbols=tuple(symbols),
-        grid=grid,
-        risk=risk,
-        paper=paper,
-        loop=loop,
-        cancel_orders_on_stop=cancel,
-    )
+    """Validate a config mapping; raises ConfigError listing every problem with its field: first
+    each field on its own, then the checks that span fields or the plan."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError([": must be a mapping"])
+    errors: list[str] = []
+    config = _section(EngineConfig, data, "", errors)
+    plan = PlanLimits(max_trading_pairs=max_trading_pairs, paper_only=paper_only)
+    errors.extend(problem for check in CROSS_FIELD_CHECKS if (problem := check(config, plan)))
+    if errors:
+        raise ConfigError(errors)
+    return config
 
 
 def _dialect(exchange_id: str):

@@ -33,6 +33,7 @@ class GridStrategy:
         self.config = config
         self.anchor = anchor
         self.held: dict[int, float] = dict(held or {})
+        self.skew = 0  # levels the buys sit below the price's level
 
     def level_price(self, level: int) -> float:
         return self.anchor + level * self.config.price_interval
@@ -58,7 +59,8 @@ class GridStrategy:
         top = self.level_of(price)
         sellable = [level for level in self.held if level not in dust]
         # The sells nearest the price, whichever side of it they are on.
-        sellable.sort(key=lambda level: abs(self.level_price(level + 1) - price))
+        anchor, step = self.anchor, self.config.price_interval  # level_price, inlined: this runs often
+        sellable.sort(key=lambda level: abs(anchor + (level + 1) * step - price))
         above = top + 1  # the first level a post-only sell can rest on
         if self.level_price(above) <= price:
             above += 1
@@ -70,7 +72,8 @@ class GridStrategy:
         if buys_allowed:
             room = self.config.max_layers - len(self.held) + len(dust)
             budget = buy_budget
-            for level in range(top, top - self.config.buy_window, -1):
+            first = top - self.skew
+            for level in range(first, first - self.config.buy_window, -1):
                 if room <= 0 or (budget is not None and budget < self.config.order_quote_size):
                     break
                 if level in self.held and level not in dust:

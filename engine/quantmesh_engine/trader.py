@@ -14,6 +14,7 @@ import dataclasses
 import logging
 from collections import Counter
 
+from .adaptive import AdaptiveController, fee_floor
 from .config import ConfigError, EngineConfig, money_problems
 from .exchanges.base import Exchange, ExchangeError, Fill, Order, OrderRejected, OrderReport
 from .logs import event
@@ -43,6 +44,7 @@ class Trader:
         self.counters = counters
         self.risk = RiskControl(config.risk, symbol, counters, store, daily)
         self.strategy: GridStrategy | None = None
+        self.adaptive: AdaptiveController | None = None  # strategy.kind adaptive: moves the grid
         self.open: dict[str, Order] = {}  # resting and wanted, by client id
         self.by_key: dict[tuple[str, int], str] = {}
         self.settling: dict[str, Order] = {}  # not wanted (or market): waiting for the exchange's word
@@ -219,10 +221,13 @@ class Trader:
         booked = await self._fetch_fills() if self.open or self.settling else 0
         for order in list(self.settling.values()):
             await self._settle(order)
+        adaptive = self.config.strategy.kind == "adaptive"
         if self.strategy is None:
             self._new_grid(price)
-        elif self.strategy.config.price_interval != self.config.grid.price_interval:
-            await self._regrid(price)
+        elif not adaptive and self.strategy.config.price_interval != self.config.grid.price_interval:
+            await self._regrid(price, self.config.grid.price_interval, reason="config changed")
+        if adaptive:
+            await self._adapt(price, now)
         position = self.position
         view = self.risk.evaluate(
             now=now,
@@ -241,11 +246,16 @@ class Trader:
             await self._quote(price)
 
     def _check_money(self, price: float) -> None:
-        """Refuse a grid that loses money after fees, or whose orders the exchange would refuse."""
+        """Refuse a grid that loses money after fees, or whose orders the exchange would refuse.
+        (An adaptive grid's interval starts at the fee floor at least: only its orders are checked.)"""
         market = self.exchange.market(self.symbol)
         fee = self.exchange.fee_rate(self.symbol, maker=self.config.grid.post_only)
+        grid = self.config.grid
+        if self.config.strategy.kind == "adaptive":
+            floor = fee_floor(price, fee)
+            grid = dataclasses.replace(grid, price_interval=max(grid.price_interval, floor))
         problems = money_problems(
-            self.config.grid,
+            grid,
             symbol=self.symbol,
             price=price,
             fee_rate=fee,
@@ -261,16 +271,31 @@ class Trader:
         self.store.set_state(f"anchor:{self.symbol}", price)
         self.store.set_state(f"interval:{self.symbol}", self.config.grid.price_interval)
 
-    async def _regrid(self, price: float) -> None:
+    async def _adapt(self, price: float, now: float) -> None:
+        """The adaptive strategy: re-centre on the interval it wants, skew the buys by inventory."""
+        if self.adaptive is None:
+            fee = self.exchange.fee_rate(self.symbol, maker=self.config.grid.post_only)
+            self.adaptive = AdaptiveController(
+                self.config.strategy, fee_rate=fee, interval=self.strategy.config.price_interval
+            )
+        decision = self.adaptive.observe(price, now, len(self.strategy.held))
+        if decision is not None:
+            await self._regrid(price, decision.interval, reason=decision.reason)
+        if self.adaptive.skew != self.strategy.skew:
+            self.strategy.skew = self.adaptive.skew
+            self._top_level = None  # re-quote: the buys move
+
+    async def _regrid(self, price: float, interval: float, *, reason: str) -> None:
         """The interval changed: orders on the old levels go, the grid re-anchors at the price."""
         for order in list(self.open.values()):
             await self._cancel(order)
         old = self.strategy.config.price_interval
-        self.strategy.regrid(price, self.config.grid)
+        self.strategy.regrid(price, dataclasses.replace(self.config.grid, price_interval=interval))
         self._sellable.clear()
+        self._top_level = None  # every order went: quote the new levels now
         with self.store.transaction():
             self.store.set_state(f"anchor:{self.symbol}", price)
-            self.store.set_state(f"interval:{self.symbol}", self.config.grid.price_interval)
+            self.store.set_state(f"interval:{self.symbol}", interval)
             self.store.set_state(f"layers:{self.symbol}", self.strategy.held)
         event(
             logger,
@@ -279,8 +304,16 @@ class Trader:
             symbol=self.symbol,
             price=f"{price:.8g}",
             old_interval=f"{old:g}",
-            interval=f"{self.config.grid.price_interval:g}",
+            interval=f"{interval:g}",
+            reason=reason,
         )
+
+    def strategy_status(self) -> dict:
+        """What the strategy is doing and why (for /api/status and the engine page)."""
+        if self.adaptive is not None:
+            return self.adaptive.status()
+        interval = self.strategy.config.price_interval if self.strategy else self.config.grid.price_interval
+        return {"kind": "grid", "interval": interval, "reason": "fixed interval (grid.price_interval)"}
 
     def _dust(self) -> frozenset[int]:
         """Held levels whose layer is too small to sell (a partial fill under the minimum)."""

@@ -186,6 +186,17 @@ class PaperExchange(Exchange):
         self._match(symbol, price)
         return price, self.clock
 
+    def trade_at(self, symbol: str, price: float, clock: float) -> list[Fill]:
+        """Move the market to `price` at `clock` (the backtester's ticks, instead of the feed's):
+        resting orders fill exactly as in fetch_price; returns their fills (taken, like fetch_fills)."""
+        self.clock = clock
+        self.feeds[symbol].price = price
+        self._match(symbol, price)
+        fills = self.pending_fills[symbol]
+        if fills:
+            self.pending_fills[symbol] = []
+        return fills
+
     def _match(self, symbol: str, price: float) -> None:
         buys, sells = self.buys[symbol], self.sells[symbol]
         while buys and -buys[0][0] >= price:
@@ -230,6 +241,11 @@ class PaperExchange(Exchange):
         self.pending_fills[order.symbol].append(fill)
 
     async def place_limit(self, order: Order, *, post_only: bool) -> Order:
+        return self.place_limit_now(order, post_only=post_only)
+
+    # The *_now methods are the calls themselves, synchronous (nothing here waits): the backtester
+    # uses them directly, so its orders meet exactly the checks and fills of the live paper engine.
+    def place_limit_now(self, order: Order, *, post_only: bool) -> Order:
         market = self.markets[order.symbol]
         price = self.feeds[order.symbol].price
         if post_only and (
@@ -254,6 +270,9 @@ class PaperExchange(Exchange):
         return order
 
     async def place_market(self, order: Order) -> list[Fill]:
+        return self.place_market_now(order)
+
+    def place_market_now(self, order: Order) -> list[Fill]:
         market = self.markets[order.symbol]
         price, amount = self.feeds[order.symbol].price, order.amount
         fee = price * amount * self.fee
@@ -273,6 +292,9 @@ class PaperExchange(Exchange):
         return [fill]
 
     async def cancel(self, order: Order) -> None:
+        self.cancel_now(order)
+
+    def cancel_now(self, order: Order) -> None:
         live = self.orders.get(order.client_id)
         if live is None or live.status != "open":
             return
