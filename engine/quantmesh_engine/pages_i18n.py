@@ -62,6 +62,22 @@ ZH = {
     "Maximum position value (empty: off)": "最大持仓价值（留空即关闭）",
     "Save and restart": "保存并重启",
     "Give the key trading rights only, never withdrawals.": "请只给密钥交易权限，切勿开启提现权限。",
+    # The strategy card (issue 22).
+    "Strategy": "策略",
+    "Fixed grid": "固定网格",
+    "Interval": "网格间距",
+    "Adaptive strategy · AI-tuned": "自适应策略 · AI 调参",
+    "Volatility": "波动率",
+    "Inventory skew": "库存偏移",
+    "levels lower for buys": "档（买单下移）",
+    "Last change": "最近调整",
+    "none yet": "尚无",
+    "Why": "原因",
+    "The interval follows the market's measured volatility and never falls below what a round trip pays in "
+    "fees; while it holds inventory the grid buys lower. Changes are limited to one per re-centring period.": (
+        "网格间距随实测波动率调整，且绝不低于一次买卖往返所付的手续费；持有库存时，网格在更低的价格买入。"
+        "每个再居中周期内最多调整一次。"
+    ),
 }
 
 

@@ -158,5 +158,10 @@ class Exchange(ABC):
     @abstractmethod
     async def balances(self) -> dict[str, float]: ...
 
+    async def fetch_candles(self, symbol: str, timeframe_seconds: int, limit: int) -> list[list[float]]:
+        """The last `limit` OHLCV candles of `timeframe_seconds`, oldest first, as
+        [ts ms, open, high, low, close, volume] (ccxt's shape): the strategy advisor's prices."""
+        raise NotImplementedError(f"{self.name} gives no candles")
+
     async def close(self) -> None:
         return None

@@ -40,6 +40,7 @@ ORDER_STATUS = {
     "rejected": "canceled",
 }
 TRADE_LOOKBACK_MS = 300_000
+TIMEFRAMES_BY_SECONDS = {60: "1m", 300: "5m", 900: "15m", 3600: "1h", 14400: "4h", 86400: "1d"}
 DEFAULT_FEE_RATE = 0.001  # when neither the market nor ccxt knows the exchange's fee
 
 
@@ -151,6 +152,22 @@ class LiveExchange(Exchange):
         if not price:
             raise ExchangeError(f"{self.name} returned no price for {symbol}")
         return float(price), (ticker.get("timestamp") or self.client.milliseconds()) / 1000
+
+    async def fetch_candles(self, symbol: str, timeframe_seconds: int, limit: int) -> list[list[float]]:
+        """ccxt fetch_ohlcv, page after page (exchanges cap one reply, often at 500 or 1000 candles)."""
+        timeframe = TIMEFRAMES_BY_SECONDS[timeframe_seconds]
+        step = timeframe_seconds * 1000
+        since = self.client.milliseconds() - limit * step
+        candles: dict[int, list[float]] = {}
+        while len(candles) < limit:
+            page = await self._call(self.client.fetch_ohlcv, symbol, timeframe, since, limit - len(candles))
+            fresh = [row for row in page if row[0] not in candles]
+            if not fresh:
+                break
+            for row in fresh:
+                candles[int(row[0])] = [int(row[0]), *map(float, row[1:6])]
+            since = int(fresh[-1][0]) + step
+        return [candles[ts] for ts in sorted(candles)][-limit:]
 
     async def place_limit(self, order: Order, *, post_only: bool) -> Order:
         params = {self.dialect.client_id_param: order.client_id}

@@ -27,6 +27,7 @@ from .base import Exchange, Fill, FillBatch, Market, Order, OrderRejected, Order
 TRADE_PREFIX = "paper:"
 CLOSED_ORDERS_KEPT = 10_000  # like a real exchange's order history, the paper one is finite
 PAPER_MIN_COST = 5.0  # the paper market's minimum order value, in quote
+CANDLE_SUBSTEPS = 12  # random-walk steps per synthesised paper candle (its high and low)
 
 PAPER_MARKET = re.compile(r"[A-Z0-9]{1,16}/[A-Z0-9]{1,16}")
 
@@ -324,6 +325,33 @@ class PaperExchange(Exchange):
         if fills:
             self.pending_fills[symbol] = []
         return FillBatch(fills, None)
+
+    async def fetch_candles(self, symbol: str, timeframe_seconds: int, limit: int) -> list[list[float]]:
+        """The paper market's own path as candles: a replayed file's prices (one per tick), else the
+        seeded random walk at the feed's volatility, run up to the current price and clock (the
+        history a market with these settings would have had: deterministic for the seed)."""
+        feed = self.feeds[symbol]
+        per_candle = max(1, round(timeframe_seconds / self.tick_seconds)) if self.tick_seconds > 0 else 1
+        if feed.replay is not None:
+            path = feed.replay[-limit * per_candle :]
+        else:
+            steps = min(per_candle, CANDLE_SUBSTEPS)
+            sigma = feed.volatility * math.sqrt(per_candle / steps)
+            rng = random.Random(f"{self.seed}:{symbol}:candles")
+            path = [1.0]
+            for _ in range(limit * steps):
+                path.append(path[-1] * math.exp(rng.gauss(0.0, sigma)))
+            scale = feed.price / path[-1]
+            path = [price * scale for price in path]
+            per_candle = steps
+        end = int(self.clock // timeframe_seconds) * timeframe_seconds
+        number = max(1, (len(path) - 1) // per_candle)
+        candles = []
+        for index in range(number):
+            chunk = path[index * per_candle : (index + 1) * per_candle + 1]
+            ts = (end - (number - index) * timeframe_seconds) * 1000
+            candles.append([ts, chunk[0], max(chunk), min(chunk), chunk[-1], 0.0])
+        return candles[-limit:]
 
     async def balances(self) -> dict[str, float]:
         return dict(self.funds)

@@ -3,7 +3,8 @@
 Only the portal's proxy may call it: every request but /healthz must carry the per-instance
 secret from platform.yaml in X-QuantMesh-Proxy-Secret. One module per concern: `api` (JSON for
 the portal), `pages` (HTML for people), `forms` (the config form's fields), `exports` (CSV/YAML
-downloads), `metrics` (Prometheus text), `security` (proxy secret, CSP, CSRF).
+downloads), `candles` (market data for the strategy advisor), `metrics` (Prometheus text),
+`security` (proxy secret, CSP, CSRF).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..app import Engine
-from . import api, exports, pages
+from . import api, candles, exports, pages
 from .common import ENGINE_KEY
 from .metrics import label_value, metrics
 from .security import PROXY_SECRET_HEADER, proxy_secret_required, security_headers
@@ -31,6 +32,7 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/status", api.api_status)
     app.router.add_get("/api/trading", api.api_trading)
+    app.router.add_get("/api/candles", candles.api_candles)
     app.router.add_get("/api/config", api.api_config_get)
     app.router.add_put("/api/config", api.api_config_put)
     app.router.add_post("/api/restart", api.api_restart)

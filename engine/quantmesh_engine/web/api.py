@@ -29,6 +29,7 @@ def status_payload(engine: Engine) -> dict:
                 "open_orders": len(trader.open),
                 "layers": len(trader.strategy.held) if trader.strategy else 0,
                 "risk_state": trader.view.state,
+                "strategy": trader.strategy_status(),
                 "orders_skipped": trader.skipped,
                 "last_skip": trader.last_skip,
             }
@@ -49,6 +50,8 @@ def status_payload(engine: Engine) -> dict:
         "symbols": symbols,
         "started_at": iso(engine.started_at),
         "last_tick_at": iso(engine.last_tick_at),
+        # The first symbol's strategy (each symbol's is in its entry): what it does now and why.
+        "strategy": symbols[0]["strategy"] if symbols else {"kind": config.strategy.kind if config else "grid"},
         "risk_triggers": {
             k: v for k, v in engine.counters.items() if k in {"rapid_decline", "stop_loss", "daily_loss_limit"}
         },

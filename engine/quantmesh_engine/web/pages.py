@@ -80,6 +80,33 @@ def _amount(value: float | None, digits: int = 8) -> str:
     return f"{value:,.{digits}f}".rstrip("0").rstrip(".") if digits > 2 else f"{value:,.2f}"
 
 
+def _strategy_rows(strategy: dict, t) -> str:
+    """What the strategy does now and why: the adaptive one's volatility, interval, skew, last change."""
+    e = html.escape
+    if strategy["kind"] != "adaptive":
+        return (
+            f"<dt>{t('Strategy')}</dt><dd>{t('Fixed grid')}</dd>"
+            f"<dt>{t('Interval')}</dt><dd>{_amount(strategy['interval'], 2)}</dd>"
+        )
+    changed = strategy["last_change"]
+    when = e(iso(changed)[:19].replace("T", " ") + " UTC") if changed else t("none yet")
+    return (
+        f"<dt>{t('Strategy')}</dt><dd>{t('Adaptive strategy · AI-tuned')}</dd>"
+        f"<dt>{t('Volatility')}</dt><dd>{strategy['volatility']:.3%}</dd>"
+        f"<dt>{t('Interval')}</dt><dd>{_amount(strategy['interval'], 2)}</dd>"
+        f"<dt>{t('Inventory skew')}</dt><dd>{strategy['skew']} {t('levels lower for buys')}</dd>"
+        f"<dt>{t('Last change')}</dt><dd>{when}</dd>"
+        f"<dt>{t('Why')}</dt><dd><code>{e(strategy['reason'])}</code></dd>"
+        f'<dd class="muted">{t(ADAPTIVE_HELP)}</dd>'
+    )
+
+
+ADAPTIVE_HELP = (
+    "The interval follows the market's measured volatility and never falls below what a round trip pays in "
+    "fees; while it holds inventory the grid buys lower. Changes are limited to one per re-centring period."
+)
+
+
 async def page_status(request: web.Request) -> web.Response:
     """What the engine is doing now (the console has the charts and history): no automatic reload."""
     engine = request.app[ENGINE_KEY]
@@ -108,7 +135,8 @@ async def page_status(request: web.Request) -> web.Response:
             f"<dt>{t('Position')}</dt><dd>{_amount(s['position'])}</dd>"
             f"<dt>{t('Realised PnL')}</dt><dd>{_amount(s['realized_pnl'], 2)}</dd>"
             f"<dt>{t('Unrealised PnL')}</dt><dd>{_amount(s['unrealized_pnl'], 2)}</dd>"
-            f"<dt>{t('Fees')}</dt><dd>{_amount(s['fees'], 2)}</dd><dt>{t('Risk')}</dt><dd>{risk}</dd></dl>"
+            f"<dt>{t('Fees')}</dt><dd>{_amount(s['fees'], 2)}</dd><dt>{t('Risk')}</dt><dd>{risk}</dd>"
+            f"{_strategy_rows(s['strategy'], t)}</dl>"
         )
         trader = next(tr for tr in engine.traders if tr.symbol == s["symbol"])
         heads = [t("Side"), t("Level"), t("Price"), t("Amount")]
