@@ -82,22 +82,15 @@ class AdaptiveController:
             return None
         if self.last_change is not None and now - self.last_change < self.config.recenter_seconds:
             return None
-        # The wanted interval within the change threshold of the current one: nothing to do.
-        # (The same answer as the test on _wanted's result below: with the interval between the floor
-        # and the maximum, clamping cannot move a wanted value out of the threshold.)
-        ratio = self._scale * math.sqrt(self.variance) * price / self.interval
-        low, high = 1.0 - self._min_change, 1.0 + self._min_change
-        if low < ratio < high and self.interval <= price * self._max_fraction:
-            return None
-        floor = fee_floor(price, self.fee_rate)
+        floor = price * self._floor_factor  # = fee_floor(price, self.fee_rate)
         wanted = self._wanted(price, floor)
         if abs(wanted / self.interval - 1.0) < self._min_change:
             return None
         return self._change(wanted, now, self._why(price, wanted, floor))
 
     def _wanted(self, price: float, floor: float) -> float:
-        target = self.config.spread * self.volatility * price
-        return min(max(target, floor), max(price * self.config.max_interval_pct / 100, floor))
+        target = self._scale * math.sqrt(self.variance) * price  # spread x volatility over the horizon
+        return min(max(target, floor), max(price * self._max_fraction, floor))
 
     def _why(self, price: float, wanted: float, floor: float) -> str:
         vol = f"volatility {self.volatility:.3%} per {self.config.horizon_seconds:g} s"

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from .adaptive import fee_floor
 from .backtest import Candle, Metrics, Simulation, candle_ticks
-from .config import StrategyConfig, parse_config
+from .config import parse_config
 
 __all__ = [
     "AdviceReport",
@@ -161,11 +161,11 @@ def candidates_for(config_data: dict, *, price: float, fee_rate: float, seed: in
         {"kind": "grid", "grid": {"price_interval": interval}} for interval in intervals if interval >= floor
     ]
     base = dataclasses.replace(config.strategy, kind="adaptive")
-    patches.append(_adaptive_patch(base))
+    patches.append(asdict(base))
     rng = random.Random(seed)
     for _ in range(ADAPTIVE_CANDIDATES):
         patches.append(
-            _adaptive_patch(
+            asdict(
                 dataclasses.replace(
                     base,
                     spread=round(rng.uniform(0.5, 5.0), 2),
@@ -186,10 +186,6 @@ def _round_interval(value: float) -> float:
     digits = 3 - math.floor(math.log10(value))
     scale = 10.0**digits
     return math.ceil(value * scale) / scale
-
-
-def _adaptive_patch(strategy: StrategyConfig) -> dict:
-    return asdict(strategy)
 
 
 def _config_for(config_data: dict, patch: dict):

@@ -124,6 +124,11 @@ class Simulation:
         store = Store(":memory:")  # only the risk rules' small state: fills are booked on `position`
         risk = RiskControl(config.risk, symbol, Counter(), store)
         risk_on = _risk_on(config)
+        rules = config.risk
+        # Only the rapid-decline rule (the default): its view changes only when `declining` flips.
+        decline_only = rules.rapid_decline.enabled and (
+            rules.max_position_quote is None and rules.stop_loss_pct is None and rules.daily_loss_limit is None
+        )
         position = Position(symbol)
         strategy: GridStrategy | None = None
         adaptive = (
@@ -216,7 +221,13 @@ class Simulation:
                 if adaptive.skew != strategy.skew:
                     strategy.skew = adaptive.skew
                     top_level = None
-            if risk_on:
+            if decline_only and quiet:
+                declining = risk.declining
+                risk.track_decline(now, price)
+                evaluate = risk.declining != declining  # else the view is the same as the last tick's
+            else:
+                evaluate = risk_on
+            if evaluate:
                 view = risk.evaluate(
                     now=now,
                     price=price,

@@ -129,7 +129,7 @@ class RiskControl:
         buy_size: float = 0.0,
     ) -> RiskView:
         reasons = []
-        self._rapid_decline(now, price)
+        self.track_decline(now, price)
         if self.declining:
             reasons.append("rapid_decline")
 
@@ -165,7 +165,10 @@ class RiskControl:
             buys_allowed=not reasons, stop_loss=stop_loss, state=",".join(reasons) or "ok", buy_budget=budget
         )
 
-    def _rapid_decline(self, now: float, price: float) -> None:
+    def track_decline(self, now: float, price: float) -> None:
+        """The rapid-decline rule's part of evaluate: it must see every price (its window's high).
+        Calling it again with the same price and time changes nothing. The backtester calls it alone
+        on ticks where nothing else can change, and evaluate when `declining` flips."""
         rule = self.config.rapid_decline
         if not rule.enabled:
             return

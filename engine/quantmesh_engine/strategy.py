@@ -15,13 +15,12 @@ This module only decides; it never talks to an exchange.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .config import GridConfig
 
 
-@dataclass(frozen=True)
-class Quote:
+class Quote(NamedTuple):  # a tuple: the backtester makes millions of them
     side: str
     level: int
     price: float

@@ -313,7 +313,14 @@ class Trader:
         if self.adaptive is not None:
             return self.adaptive.status()
         interval = self.strategy.config.price_interval if self.strategy else self.config.grid.price_interval
-        return {"kind": "grid", "interval": interval, "reason": "fixed interval (grid.price_interval)"}
+        return {
+            "kind": "grid",
+            "volatility": None,
+            "interval": interval,
+            "skew": 0,
+            "last_change": None,
+            "reason": "fixed interval (grid.price_interval)",
+        }
 
     def _dust(self) -> frozenset[int]:
         """Held levels whose layer is too small to sell (a partial fill under the minimum)."""

@@ -42,7 +42,14 @@ def test_status_of_a_grid_says_grid(data_dir):
         await wait_for(lambda: engine.traders and engine.traders[0].price)
         async with session.get(base + "/api/status") as response:
             status = await response.json()
-        assert status["strategy"]["kind"] == "grid" and status["strategy"]["interval"] == 100
+        assert status["strategy"] == {
+            "kind": "grid",
+            "volatility": None,
+            "interval": 100,
+            "skew": 0,
+            "last_change": None,
+            "reason": "fixed interval (grid.price_interval)",
+        }
 
     serve(data_dir, scenario, config={**ADAPTIVE_PAPER, "strategy": {"kind": "grid"}})
 

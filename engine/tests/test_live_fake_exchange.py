@@ -364,3 +364,14 @@ def test_soak_fifty_sigkills(live, fake):
     time.sleep(3)
     print(f"soak: 50 SIGKILL runs in {soak_seconds:.0f} s, {len(fake.ledger.trades)} exchange trades")
     assert_books_match_the_exchange(engine, settle_seconds=15)
+
+
+def test_candles_come_from_the_exchange_through_ccxt(live, fake):
+    """GET /api/candles on a live engine: ccxt fetch_ohlcv against the exchange's klines."""
+    engine = start_with_resting_buys(live, "binance")
+    for price in (START_PRICE + 5, START_PRICE - 7, START_PRICE + 2):
+        fake.ledger.set_price(price)
+    body = json.loads(engine.get("/api/candles?symbol=BTC/USDT&timeframe=1m&limit=10"))
+    assert body["source"] == "exchange" and body["symbol"] == "BTC/USDT" and body["timeframe"] == "1m"
+    assert body["candles"] == [list(map(float, row)) for row in fake.ledger.candles(60_000, None, 10)][-10:]
+    assert body["candles"][-1][4] == START_PRICE + 2

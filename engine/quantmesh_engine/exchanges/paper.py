@@ -9,6 +9,7 @@ engine's stored paper fills (`restore`), so nothing drifts, however the process 
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import heapq
@@ -253,7 +254,8 @@ class PaperExchange(Exchange):
             (order.side == "buy" and order.price >= price) or (order.side == "sell" and order.price <= price)
         ):
             raise OrderRejected(f"post-only {order.side} at {order.price} would cross the price {price}")
-        live = dataclasses.replace(order, status="open", created_at=self.clock, filled=0.0)
+        live = copy.copy(order)  # the exchange's own record (dataclasses.replace is slow in backtests)
+        live.status, live.created_at, live.filled = "open", self.clock, 0.0
         if order.side == "buy":
             cost = order.price * order.amount
             if self.funds[market.quote] < cost * (1 + self.fee):

@@ -36,6 +36,7 @@ class BinanceApi:
             web.get("/api/v3/exchangeInfo", self.exchange_info),
             web.get("/api/v3/time", self.server_time),
             web.get("/api/v3/ticker/24hr", self.ticker),
+            web.get("/api/v3/klines", self.klines),
             # ccxt also loads the futures markets; this exchange has none.
             web.get("/fapi/v1/exchangeInfo", self.no_markets),
             web.get("/dapi/v1/exchangeInfo", self.no_markets),
@@ -131,6 +132,18 @@ class BinanceApi:
                 "closeTime": now,
                 "count": 0,
             }
+        )
+
+    async def klines(self, request):
+        periods = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000}
+        query = request.query
+        since = int(query["startTime"]) if "startTime" in query else None
+        rows = self.ledger.candles(periods[query["interval"]], since, int(query.get("limit", 500)))
+        return web.json_response(
+            [
+                [ts, _num(o), _num(h), _num(low), _num(c), _num(v), ts + 59_999, "0", 0, "0", "0", "0"]
+                for ts, o, h, low, c, v in rows
+            ]
         )
 
     # --- private ---------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ class Ledger:
         self.trades: list[FakeTrade] = []
         self._order_ids = itertools.count(1001)
         self._trade_ids = itertools.count(500001)
+        self.prices: list[tuple[int, float]] = [(self._now_ms(), self.price)]  # (ms, price): the klines
 
     # --- what the tests read ------------------------------------------------------------------
 
@@ -117,6 +118,17 @@ class Ledger:
                 return sum(o.remaining * o.price for o in self.open_orders() if o.side == "buy")
             return sum(o.remaining for o in self.open_orders() if o.side == "sell")
 
+    def candles(self, period_ms: int, since: int | None, limit: int) -> list[list[float]]:
+        """OHLCV of the prices the market has had, by `period_ms` (what an exchange's klines give)."""
+        with self.lock:
+            buckets: dict[int, list[float]] = {}
+            for ms, price in self.prices:
+                buckets.setdefault(ms - ms % period_ms, []).append(price)
+        rows = [
+            [ts, p[0], max(p), min(p), p[-1], 0.0] for ts, p in sorted(buckets.items()) if since is None or ts >= since
+        ]
+        return rows[:limit]
+
     # --- matching -----------------------------------------------------------------------------
 
     def _now_ms(self) -> int:
@@ -126,6 +138,7 @@ class Ledger:
         """Move the market: resting orders the price reaches fill (partly, under partial fills)."""
         with self.lock:
             self.price = price
+            self.prices.append((self._now_ms(), price))
             for order in sorted(self.open_orders(), key=lambda o: o.created_ms):
                 crossed = price <= order.price if order.side == "buy" else price >= order.price
                 if crossed:
