@@ -26,9 +26,11 @@ class EngineReply:
         return json.loads(self.body)
 
 
-def engine_request(instance: Instance, path: str, *, backend, timeout: float = 2.0) -> EngineReply | None:
-    """GET `path` on the instance's engine; None when it does not answer at all (also while its
-    runtime unit is missing, e.g. being replaced by a restart)."""
+def engine_request(
+    instance: Instance, path: str, *, backend, timeout: float = 2.0, method: str = "GET", json_body=None
+) -> EngineReply | None:
+    """`method` `path` on the instance's engine (with `json_body` as its JSON body); None when it does
+    not answer at all (also while its runtime unit is missing, e.g. being replaced by a restart)."""
     try:
         host, port = backend.endpoint(instance.instance_id)
     except BackendError:
@@ -36,8 +38,12 @@ def engine_request(instance: Instance, path: str, *, backend, timeout: float = 2
     headers = {PROXY_SECRET_HEADER: decrypt(instance.proxy_secret_encrypted)}
     if current := request_id.get():  # the user's action this call is part of
         headers[REQUEST_ID_HEADER] = current
+    data = None
+    if json_body is not None:
+        data = json.dumps(json_body).encode()
+        headers["Content-Type"] = "application/json"
     request = urllib.request.Request(  # noqa: S310 (the engine's own loopback/internal address)
-        f"http://{host}:{port}{path}", headers=headers
+        f"http://{host}:{port}{path}", headers=headers, data=data, method=method
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310

@@ -19,6 +19,7 @@ from rest_framework.exceptions import Throttled
 from yarl import URL
 
 from accounts.requests import client_ip, scope_client_ip
+from strategies.gating import CONFIG_WRITES, screen_config_write
 
 from . import access
 from .engine_client import PROXY_SECRET_HEADER
@@ -133,6 +134,10 @@ class InstanceRouter:
             if login:
                 return await _send_simple(send, 302, b"", b"text/plain", [(b"location", login.encode())])
             return await _not_found(send)
+        if (scope["method"], scope["path"]) in CONFIG_WRITES:
+            status, error, receive = await screen_config_write(scope, receive, owner=grant.instance.owner)
+            if status is not None:
+                return await _send_simple(send, status, json.dumps({"error": error}).encode(), b"application/json")
         await self._forward(scope, receive, send, grant)
 
     def _client(self) -> aiohttp.ClientSession:

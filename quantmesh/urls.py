@@ -16,6 +16,7 @@ from instances.traefik import provider as traefik_provider
 from quantmesh.api.errors import json_or_html
 from quantmesh.api.me import MeApi
 from quantmesh.outages import server_error_or_outage
+from strategies import views as strategy_views
 
 from . import grafana, metrics, views
 
@@ -32,6 +33,7 @@ api_urlpatterns = [
     path("saas/", include("instances.api.urls")),
     path("saas/", include("backups.api.urls")),
     path("saas/", include("alerts.api.urls")),
+    path("saas/", include("strategies.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -52,6 +54,7 @@ urlpatterns = [
     path("instances/<str:instance_id>/backups", backup_views.instance_backups, name="instance_backups"),
     path("instances/<str:instance_id>/domains", instance_views.instance_domains, name="instance_domains"),
     path("instances/<str:instance_id>/migrate", instance_views.instance_migrate, name="instance_migrate"),
+    path("instances/<str:instance_id>/strategy", strategy_views.instance_strategy, name="instance_strategy"),
     path("instances/<str:instance_id>/<str:action>", instance_views.instance_action, name="instance_action"),
     path("__quantmesh/login", instance_views.instance_ticket_login, name="instance_ticket_login"),
     path("internal/forward-auth", forward_auth, name="instance_forward_auth"),

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "instances",
     "backups",
     "alerts",
+    "strategies",
 ]
 
 MIDDLEWARE = [

@@ -85,6 +85,7 @@ def test_no_untranslated_text_on_the_console_pages(client, user, subscribe, lang
         f"/instances/{instance.instance_id}/backups",
         f"/instances/{instance.instance_id}?tab=domains",
         f"/instances/{instance.instance_id}?tab=autoscaling",
+        f"/instances/{instance.instance_id}/strategy",
     ]
     for path in paths:
         page = client.get(path, HTTP_ACCEPT_LANGUAGE=language)

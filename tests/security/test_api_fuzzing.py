@@ -27,6 +27,7 @@ from accounts.services import api_token_create
 from backups.models import Backup
 from instances import services as instance_services
 from instances.models import CustomDomain
+from strategies.models import AdviceRun
 
 EXAMPLES = {GenerationMode.POSITIVE: 20, GenerationMode.NEGATIVE: 8}
 REAL_OBJECT_EXAMPLES = 6
@@ -56,7 +57,9 @@ def _real_objects(user) -> dict[str, str]:
     backup = Backup.objects.create(instance=instance, owner=user, kind=Backup.Kind.MANUAL, status=Backup.Status.OK)
     domain = CustomDomain.objects.create(instance=instance, domain="fuzz.example.com")
     token, _ = api_token_create(user=user, name="to revoke")
+    run = AdviceRun.objects.create(run_id="adv-fuzz", instance=instance, status=AdviceRun.Status.FAILED, error="fuzz")
     return {
+        "run_id": run.run_id,
         "instance_id": instance.instance_id,
         "backup_id": backup.backup_id,
         "domain": domain.domain,

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class StrategiesConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "strategies"
+
+    def ready(self) -> None:
+        from . import receivers  # noqa: F401  (adaptive instances follow the plan)
