@@ -163,6 +163,12 @@ class InstanceEvent(models.Model):
         DOMAIN_EXPIRED = "domain_expired"
         DOMAIN_ROUTED = "domain_routed"
         DOMAIN_UNROUTED = "domain_unrouted"
+        # The strategy advisor and the adaptive strategy (strategies app).
+        ADVICE_REQUESTED = "advice_requested"
+        ADVICE_FINISHED = "advice_finished"
+        ADVICE_FAILED = "advice_failed"
+        STRATEGY_APPLIED = "strategy_applied"
+        STRATEGY_REVERTED = "strategy_reverted"
 
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="events")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

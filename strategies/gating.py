@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 from django.utils.translation import gettext_lazy
 
 from billing.selectors import entitlements_for, plan_list
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
 
 AI_STRATEGY = "ai_strategy"
 ADAPTIVE = "adaptive"
@@ -56,7 +56,7 @@ def refusal(user) -> dict:
 def ai_strategy_require(*, user) -> None:
     if not ai_strategy_allowed(user):
         error = refusal(user)
-        raise ApiError(code=error["code"], message=error["message"], details=error["details"], status_code=403)
+        raise ServiceError(code=error["code"], message=error["message"], details=error["details"], status=403)
 
 
 def _strategy_kind(config) -> str | None:

@@ -3,11 +3,12 @@ engine comes up (one that was stopped during the downgrade could not be changed 
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.dispatch import receiver
 
 from billing.signals import entitlements_changed
+from instances.models import InstanceEvent
 from instances.signals import instance_events_recorded
+from quantmesh.tasks import enqueue_on_commit
 
 from .gating import ai_strategy_allowed
 
@@ -17,7 +18,7 @@ def strategies_follow_entitlements(sender, user, reason: str, **kwargs) -> None:
     from .tasks import enforce_plan
 
     if not ai_strategy_allowed(user):
-        transaction.on_commit(lambda: enforce_plan.delay(user.pk, reason))
+        enqueue_on_commit(enforce_plan, user.pk, reason)
 
 
 @receiver(instance_events_recorded)
@@ -25,7 +26,5 @@ def strategies_checked_on_start(sender, events, **kwargs) -> None:
     from .tasks import enforce_plan_on_start
 
     for event in events:
-        if event.kind == "running" and not ai_strategy_allowed(event.instance.owner):
-            transaction.on_commit(
-                lambda instance_id=event.instance.instance_id: enforce_plan_on_start.delay(instance_id)
-            )
+        if event.kind == InstanceEvent.Kind.RUNNING and not ai_strategy_allowed(event.instance.owner):
+            enqueue_on_commit(enforce_plan_on_start, event.instance.instance_id)

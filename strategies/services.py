@@ -20,12 +20,15 @@ from django.utils import timezone
 from billing.signals import customer_notice
 from instances import engine_client
 from instances.events import instance_event_record
-from instances.models import Instance
+from instances.models import Instance, InstanceEvent
 from instances.runtime import get_backend
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
+from quantmesh.tasks import enqueue_on_commit
 
 from .gating import ADAPTIVE, ai_strategy_require
 from .models import AdviceRun
+
+Kind = InstanceEvent.Kind
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +49,11 @@ def _engine(instance: Instance, path: str, *, timeout: float, method: str = "GET
 
 def _require_running(instance: Instance) -> None:
     if instance.status != Instance.Status.RUNNING or instance.desired_state != Instance.Desired.RUNNING:
-        raise ApiError(
+        raise ServiceError(
             code="instance_not_running",
             message=f"{instance.instance_id} is {instance.status}: start it first (the advisor reads its "
             "configuration and market data from its engine).",
-            status_code=409,
+            status=409,
         )
 
 
@@ -58,10 +61,10 @@ def engine_config(instance: Instance) -> dict:
     """The instance's configuration as its engine holds it (secrets stay there)."""
     reply = _engine(instance, "/api/config", timeout=5.0)
     if reply is None or reply.status != 200:
-        raise ApiError(
+        raise ServiceError(
             code="engine_unavailable",
             message=f"The engine of {instance.instance_id} did not give its configuration; check that it runs.",
-            status_code=409,
+            status=409,
         )
     return reply.json()["config"]
 
@@ -72,10 +75,10 @@ def _parse_csv(text: str) -> list:
     try:
         candles = candles_from_csv(text)
     except ValueError as error:
-        raise ApiError(code="invalid_csv", message=f"csv: {error}", details={"csv": [str(error)]}) from error
+        raise ServiceError(code="invalid_csv", message=f"csv: {error}", details={"csv": [str(error)]}) from error
     if len(candles) < MIN_CANDLES:
         message = f"csv: {len(candles)} candles; the advisor needs at least {MIN_CANDLES}."
-        raise ApiError(code="invalid_csv", message=message, details={"csv": [message]})
+        raise ServiceError(code="invalid_csv", message=message, details={"csv": [message]})
     return candles
 
 
@@ -114,16 +117,16 @@ def advice_run_start(
             source=AdviceRun.Source.UPLOAD if csv_text else "",
         )
         instance_event_record(
-            instance=instance, kind="advice_requested", actor=actor, from_status=instance.status, run_id=run.run_id
+            instance=instance, kind=Kind.ADVICE_REQUESTED, actor=actor, from_status=instance.status, run_id=run.run_id
         )
-        transaction.on_commit(lambda: _enqueue_run(run.run_id))
+        _enqueue_run(run.run_id)
     return run
 
 
 def _enqueue_run(run_id: str) -> None:
-    from .tasks import advice_run
+    from .tasks import advice_run  # tasks import these services
 
-    advice_run.delay(run_id)
+    enqueue_on_commit(advice_run, run_id)
 
 
 def _engine_candles(run: AdviceRun, symbol: str) -> tuple[str, list]:
@@ -185,8 +188,8 @@ def advice_run_execute(*, run_id: str) -> AdviceRun | None:
             train_fraction=float(params.get("train_fraction", 0.7)),
             progress=progress,
         ).to_dict()
-    except (ValueError, ApiError) as error:
-        message = str(error.detail) if isinstance(error, ApiError) else str(error)
+    except (ValueError, ServiceError) as error:
+        message = error.message if isinstance(error, ServiceError) else str(error)
         return _finish(run, status=AdviceRun.Status.FAILED, error=message[:500])
     report["symbol"] = symbol
     report["prices"] = _thinned_prices(candles)
@@ -243,7 +246,7 @@ def _finish(run: AdviceRun, *, status: str, **fields) -> AdviceRun:
         if status == AdviceRun.Status.DONE:
             run.progress_done = run.progress_total = max(run.progress_total, len(run.report["candidates"]))
         run.save()
-        kind = "advice_finished" if status == AdviceRun.Status.DONE else "advice_failed"
+        kind = Kind.ADVICE_FINISHED if status == AdviceRun.Status.DONE else Kind.ADVICE_FAILED
         detail = {"run_id": run.run_id}
         if run.error:
             detail["reason"] = run.error
@@ -267,17 +270,17 @@ def _config_write(instance: Instance, config: dict) -> None:
     """A configuration change through the engine's validation; its errors are the customer's."""
     reply = _engine(instance, "/api/config", timeout=CONFIG_TIMEOUT_SECONDS, method="PUT", body={"config": config})
     if reply is None:
-        raise ApiError(
+        raise ServiceError(
             code="engine_unavailable",
             message=f"The engine of {instance.instance_id} did not answer; check that it runs.",
-            status_code=409,
+            status=409,
         )
     if reply.status != 200:
         try:
             error = reply.json()["error"]
         except (ValueError, KeyError, TypeError):
             error = {"message": f"the engine answered HTTP {reply.status}", "details": {}}
-        raise ApiError(
+        raise ServiceError(
             code="invalid_config",
             message=f"The engine refused the configuration: {error['message']}",
             details={"errors": error.get("details", {}).get("errors", [error["message"]])},
@@ -287,14 +290,14 @@ def _config_write(instance: Instance, config: dict) -> None:
 def advice_apply(*, run: AdviceRun, actor, candidate: int | None = None) -> AdviceRun:
     """Apply the recommendation (or the chosen candidate) to the instance: one config change."""
     if run.status != AdviceRun.Status.DONE:
-        raise ApiError(
-            code="advice_not_ready", message=f"{run.run_id} is {run.status}; nothing to apply.", status_code=409
+        raise ServiceError(
+            code="advice_not_ready", message=f"{run.run_id} is {run.status}; nothing to apply.", status=409
         )
     candidates = run.report["candidates"]
     index = run.report["recommended"] if candidate is None else candidate
     if not 0 <= index < len(candidates):
         message = f"candidate: {index} is not a candidate of {run.run_id} (0 to {len(candidates) - 1})."
-        raise ApiError(code="invalid_request", message=message, details={"candidate": [message]})
+        raise ServiceError(code="invalid_request", message=message, details={"candidate": [message]})
     chosen = candidates[index]
     if chosen["kind"] == ADAPTIVE:
         ai_strategy_require(user=run.instance.owner)
@@ -306,7 +309,7 @@ def advice_apply(*, run: AdviceRun, actor, candidate: int | None = None) -> Advi
         run.save(update_fields=["applied_candidate", "applied_at"])
         instance_event_record(
             instance=instance,
-            kind="strategy_applied",
+            kind=Kind.STRATEGY_APPLIED,
             actor=actor,
             from_status=instance.status,
             run_id=run.run_id,
@@ -322,13 +325,13 @@ def strategy_revert_to_grid(*, instance: Instance, reason: str) -> bool | None:
     engine did not answer (it is checked again when it next comes up). Idempotent."""
     try:
         config = engine_config(instance)
-    except ApiError:
+    except ServiceError:
         return None
     if (config.get("strategy") or {}).get("kind") != ADAPTIVE:
         return False
     try:
         _config_write(instance, config_with_strategy(config, {"kind": GRID}))
-    except ApiError as error:
+    except ServiceError as error:
         logger.warning("could not move %s back to the grid: %s", instance.instance_id, error.detail)
         return None
     message = (
@@ -337,7 +340,7 @@ def strategy_revert_to_grid(*, instance: Instance, reason: str) -> bool | None:
     )
     with transaction.atomic():
         instance_event_record(
-            instance=instance, kind="strategy_reverted", from_status=instance.status, reason=message, to="grid"
+            instance=instance, kind=Kind.STRATEGY_REVERTED, from_status=instance.status, reason=message, to="grid"
         )
         transaction.on_commit(
             lambda: customer_notice.send(

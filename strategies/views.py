@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 
 from billing.selectors import entitlements_for
 from instances import selectors as instance_selectors
-from quantmesh.api.errors import ApiError
+from quantmesh.errors import ServiceError
 
 from . import gating, selectors, services
 from .api.serializers import CSV_MAX_CHARS
@@ -70,18 +70,18 @@ def _start(request, instance):
     csv_text = ""
     if upload is not None:
         if upload.size > CSV_MAX_CHARS:
-            raise ApiError(code="invalid_csv", message=_("The CSV file is larger than 1 MB."))
+            raise ServiceError(code="invalid_csv", message=_("The CSV file is larger than 1 MB."))
         try:
             csv_text = upload.read().decode("utf-8-sig")
         except UnicodeDecodeError as error:
-            raise ApiError(code="invalid_csv", message=_("The CSV file is not UTF-8 text.")) from error
+            raise ServiceError(code="invalid_csv", message=_("The CSV file is not UTF-8 text.")) from error
     try:
         seed = int(request.POST.get("seed") or 42)
         candles = int(request.POST.get("candles") or services.MAX_CANDLES)
     except ValueError as error:
-        raise ApiError(code="invalid_request", message=_("Seed and candles must be whole numbers.")) from error
+        raise ServiceError(code="invalid_request", message=_("Seed and candles must be whole numbers.")) from error
     if not services.MIN_CANDLES <= candles <= services.MAX_CANDLES:
-        raise ApiError(code="invalid_request", message=_("Candles: from 500 to 10,000."))
+        raise ServiceError(code="invalid_request", message=_("Candles: from 500 to 10,000."))
     return services.advice_run_start(
         instance=instance,
         actor=request.user,
@@ -118,9 +118,9 @@ def instance_strategy(request, instance_id: str):
                 )
                 return redirect(f"{here}?run={run.run_id}")
             raise Http404
-        except ApiError as error:
+        except ServiceError as error:
             if error.status_code != 403:
-                messages.error(request, str(error.detail))
+                messages.error(request, error.message)
                 return redirect(here)
             refused = plan_refusal_text(request.user)
     runs = list(selectors.advice_run_list(instance=instance)[:RUNS_SHOWN])

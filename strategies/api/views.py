@@ -10,8 +10,8 @@ from rest_framework.views import APIView
 
 from instances import selectors as instance_selectors
 from quantmesh.api import pagination
-from quantmesh.api.errors import ApiError
 from quantmesh.api.serializers import ErrorSerializer
+from quantmesh.errors import ServiceError
 
 from .. import selectors, services
 from .serializers import AdviceApplyInputSerializer, AdviceRunOutputSerializer, AdviceRunStartInputSerializer
@@ -28,14 +28,14 @@ NOT_RUNNING = OpenApiResponse(
 def _instance(request, instance_id: str):
     instance = instance_selectors.instance_get(owner=request.user, instance_id=instance_id)
     if instance is None:
-        raise ApiError(code="not_found", message=f"No instance {instance_id}.", status_code=404)
+        raise ServiceError(code="not_found", message=f"No instance {instance_id}.", status=404)
     return instance
 
 
 def _run(request, instance_id: str, run_id: str):
     run = selectors.advice_run_get(instance=_instance(request, instance_id), run_id=run_id)
     if run is None:
-        raise ApiError(code="not_found", message=f"No advisor run {run_id} of {instance_id}.", status_code=404)
+        raise ServiceError(code="not_found", message=f"No advisor run {run_id} of {instance_id}.", status=404)
     return run
 
 

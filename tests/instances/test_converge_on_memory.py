@@ -10,9 +10,9 @@ import yaml
 
 from billing.selectors import plan_get
 from instances.models import Instance, InstanceEvent
-from instances.services.reconcile import reconcile_pass
 from instances.runtime.base import RuntimeState
 from instances.services import instance_apply_limits, instance_change_plan
+from instances.services.reconcile import reconcile_pass
 from tests.db import committing_db
 
 from . import test_api, test_reconcile
