@@ -48,8 +48,9 @@ WORKER_CONCURRENCY = 2
 WORKER_STOP_SECONDS = 30
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
-DATABASE_NAME = "qm_bench_load"
-REDIS_URL = "redis://127.0.0.1:6379/9"  # database 9 only: other work uses the others
+# Parallel runs on one machine (several worktrees) each name their own database and Redis database.
+DATABASE_NAME = os.environ.get("BENCH_LOAD_DATABASE", "qm_bench_load")
+REDIS_URL = os.environ.get("BENCH_LOAD_REDIS_URL", "redis://127.0.0.1:6379/9")  # flushed: nothing else may use it
 PASSWORD = "bench-load-password-123456"  # noqa: S105 (a throwaway account on loopback)
 
 # Correct answers of the product to a request that raced another (a limit, a delete, a throttle):
