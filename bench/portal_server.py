@@ -1,4 +1,5 @@
-"""A real portal for benchmarks: a fresh database, migrated, served by daphne on a loopback port."""
+"""A real portal for benchmarks: a fresh database (a copy of the migrated template: quantmesh/dbtemplate.py),
+served by daphne on a loopback port."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def running_portal(extra_env: dict[str, str] | None = None):
         **(extra_env or {}),
     }
     manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
+    subprocess.run([*manage, "migrate_from_template", "-v0"], env=env, cwd=ROOT, check=True)
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "quantmesh.asgi:application"],
