@@ -63,7 +63,31 @@ def grace_ends_at(subscription: Subscription):
     return subscription.past_due_since + settings.QM_PAYMENT_GRACE
 
 
+class _Generation:
+    """Bumped by every subscription or plan write in this process (billing/receivers.py)."""
+
+    value = 0
+
+
+def entitlements_forget() -> None:
+    """Every memoised Entitlements in this process is stale from now on."""
+    _Generation.value += 1
+
+
 def entitlements_for(user) -> Entitlements:
+    """What `user` may do. Memoised on the user object, which lives as long as its request (the
+    API view, the limits and the page all ask): one query a request, and a subscription or plan
+    written meanwhile - by this request or another thread - is seen by the next call."""
+    memo = getattr(user, "_qm_entitlements", None)
+    if memo is not None and memo[0] == _Generation.value:
+        return memo[1]
+    generation = _Generation.value
+    rights = _entitlements_read(user)
+    user._qm_entitlements = (generation, rights)
+    return rights
+
+
+def _entitlements_read(user) -> Entitlements:
     subscription = subscription_get(user=user)
     if subscription is not None and subscription.status in ENTITLED_STATUSES:
         grace_end = grace_ends_at(subscription)

@@ -95,7 +95,8 @@ def _pg_template(db: dict, admin) -> str:
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
     try:
         _migrate(db, building)
-        admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(building), sql.Identifier(template)))
+        rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
+        admin.execute(rename.format(sql.Identifier(building), sql.Identifier(template)))
     except errors.DuplicateDatabase:  # another process finished the same template first
         admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(building)))
     except BaseException:

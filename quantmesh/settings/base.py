@@ -78,6 +78,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# Web server processes (quantmesh/server.py): 0 means one per CPU with REDIS_URL, one without.
+QM_WEB_WORKERS = env.int("QM_WEB_WORKERS", default=0)
+
 ROOT_URLCONF = "quantmesh.urls"
 ASGI_APPLICATION = "quantmesh.asgi.application"
 WSGI_APPLICATION = None
