@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -69,21 +71,37 @@ class _Generation:
     value = 0
 
 
+# user id -> (generation, Entitlements) while a request is in flight (billing.middleware); None outside one.
+_request_memo: ContextVar[dict | None] = ContextVar("qm_entitlements_memo", default=None)
+
+
 def entitlements_forget() -> None:
     """Every memoised Entitlements in this process is stale from now on."""
     _Generation.value += 1
 
 
+@contextmanager
+def entitlements_memo():
+    """Within this block (a request) entitlements are read once per user: the view, the limits and the
+    page all ask. A subscription or plan written meanwhile, by this request or another thread, is seen
+    by the next call; outside such a block every call reads afresh."""
+    token = _request_memo.set({})
+    try:
+        yield
+    finally:
+        _request_memo.reset(token)
+
+
 def entitlements_for(user) -> Entitlements:
-    """What `user` may do. Memoised on the user object, which lives as long as its request (the
-    API view, the limits and the page all ask): one query a request, and a subscription or plan
-    written meanwhile - by this request or another thread - is seen by the next call."""
-    memo = getattr(user, "_qm_entitlements", None)
-    if memo is not None and memo[0] == _Generation.value:
-        return memo[1]
+    memo = _request_memo.get()
+    if memo is None or user.pk is None:
+        return _entitlements_read(user)
     generation = _Generation.value
+    cached = memo.get(user.pk)
+    if cached is not None and cached[0] == generation:
+        return cached[1]
     rights = _entitlements_read(user)
-    user._qm_entitlements = (generation, rights)
+    memo[user.pk] = (generation, rights)
     return rights
 
 

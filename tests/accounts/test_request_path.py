@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken
 from billing.models import Subscription
-from billing.selectors import entitlements_for, plan_get
+from billing.selectors import entitlements_for, entitlements_memo, plan_get
 from billing.services import subscription_grant_local
 from instances.models import Instance
 
@@ -84,12 +85,18 @@ def test_last_used_is_written_at_most_once_a_minute(api_client, user, django_ass
 
 def test_entitlements_are_read_once_a_request(user, django_assert_num_queries):
     subscription_grant_local(user=user, plan=plan_get(code="professional"))
-    with django_assert_num_queries(1):
+    with entitlements_memo(), django_assert_num_queries(1):
         assert entitlements_for(user).plan.code == "professional"
         assert entitlements_for(user) is entitlements_for(user)
 
 
-def test_an_entitlement_change_is_seen_at_once(user):
+@pytest.mark.parametrize("in_request", [True, False])
+def test_an_entitlement_change_is_seen_at_once(user, in_request):
+    with entitlements_memo() if in_request else contextlib.nullcontext():
+        _change_and_look(user)
+
+
+def _change_and_look(user):
     assert entitlements_for(user).trial
     subscription_grant_local(user=user, plan=plan_get(code="professional"))
     assert entitlements_for(user).plan.code == "professional"
