@@ -49,7 +49,7 @@ def running_portal(extra_env: dict[str, str] | None = None):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60  # several processes importing Django on a busy machine
+        deadline = time.monotonic() + 120  # several processes importing Django on a busy machine
         while True:
             try:
                 urllib.request.urlopen(f"{base}/healthz", timeout=1).read()  # noqa: S310 (loopback)

