@@ -23,7 +23,7 @@ def _instances(owner, count: int) -> None:
         [
             Instance(
                 instance_id=f"qm-p{n:05d}-1700000000",
-                slug=f"p{n:05d}-{owner.pk}",
+                slug=f"p{n:05d}",
                 owner=owner,
                 plan=plan_get(code="personal"),
                 status=Instance.Status.RUNNING,
