@@ -21,9 +21,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt engine/requirements.tx
 
 venv: $(VENV)/.installed
 
+# A database that does not exist yet starts as a copy of the migrated template (quantmesh/dbtemplate.py:
+# two minutes of migrations once per machine and set of migration files, not once per clone).
 migrate: venv
 	mkdir -p var
-	$(PY) manage.py migrate --noinput
+	$(PY) manage.py migrate_from_template
 	$(PY) manage.py load_plans
 
 run: migrate

@@ -19,13 +19,11 @@ class SecondFactorRequiredMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        # The path first: on exempt paths (the whole API) the user - a session read - is never loaded here.
+        if request.path.startswith(EXEMPT_PREFIXES):
+            return self.get_response(request)
         user = request.user
-        if (
-            user.is_authenticated
-            and not request.path.startswith(EXEMPT_PREFIXES)
-            and not user.is_verified()
-            and user_has_two_factor(user)
-        ):
+        if user.is_authenticated and not user.is_verified() and user_has_two_factor(user):
             query = urlencode({"next": request.get_full_path()})
             return redirect(f"{reverse('two_factor_verify')}?{query}")
         return self.get_response(request)

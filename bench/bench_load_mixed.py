@@ -4,8 +4,9 @@ worker and the `process` runtime backend running real engines. Reports requests,
 rate, p50/p99 (overall, reads, writes) and, once the queue has drained and one reconcile pass has
 run, how many instances are not in the state they were asked for (target 0).
 
-Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth; the database `qm_bench_load` is
-created when missing, else flushed) and Redis at 127.0.0.1:6379 (database 9 only, flushed).
+Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth; the database `qm_bench_load`, or
+BENCH_LOAD_DATABASE, is replaced by a copy of the migrated template) and Redis at 127.0.0.1:6379
+(database 9, or BENCH_LOAD_REDIS_URL, flushed).
 BENCH_LOAD_CLIENTS and BENCH_LOAD_SECONDS shrink it for a quick try (e.g. 20 clients, 10 s).
 
 The Django-side steps (seeding, drain and check, engine clean-up) are functions of this module,
@@ -48,8 +49,9 @@ WORKER_CONCURRENCY = 2
 WORKER_STOP_SECONDS = 30
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
-DATABASE_NAME = "qm_bench_load"
-REDIS_URL = "redis://127.0.0.1:6379/9"  # database 9 only: other work uses the others
+# Parallel runs on one machine (several worktrees) each name their own database and Redis database.
+DATABASE_NAME = os.environ.get("BENCH_LOAD_DATABASE", "qm_bench_load")
+REDIS_URL = os.environ.get("BENCH_LOAD_REDIS_URL", "redis://127.0.0.1:6379/9")  # flushed: nothing else may use it
 PASSWORD = "bench-load-password-123456"  # noqa: S105 (a throwaway account on loopback)
 
 # Correct answers of the product to a request that raced another (a limit, a delete, a throttle):
@@ -451,17 +453,8 @@ def _manage(env: dict, *args: str) -> None:
 
 
 def _prepare_database(env: dict) -> None:
-    """Create the database once; later runs flush it (a fresh migrate costs ~100 s of CPU)."""
-    created = subprocess.run(
-        ["createdb", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, DATABASE_NAME],  # noqa: S607
-        capture_output=True,
-        text=True,
-    )
-    if created.returncode == 0:
-        return
-    if "already exists" not in created.stderr:
-        raise RuntimeError(f"createdb {DATABASE_NAME}: {created.stderr.strip()}")
-    _manage(env, "flush", "--noinput", "-v0")
+    """A fresh copy of the migrated template (quantmesh/dbtemplate.py), whatever an earlier run left."""
+    _manage(env, "migrate_from_template", "--replace", "-v0")
 
 
 def _flush_redis() -> None:

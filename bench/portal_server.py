@@ -1,4 +1,5 @@
-"""A real portal for benchmarks: a fresh database, migrated, served by daphne on a loopback port."""
+"""A real portal for benchmarks: a fresh database (a copy of the migrated template: quantmesh/dbtemplate.py),
+served on a loopback port by its web server (quantmesh/server.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_portal(extra_env: dict[str, str] | None = None):
-    """Yield (base_url, env) of a daphne-served portal on its own SQLite database
+    """Yield (base_url, env) of a portal on its own SQLite database
     (or on DATABASE_URL when the caller set one, e.g. PostgreSQL)."""
     workdir = tempfile.mkdtemp(prefix="qm-bench-")
     env = {
@@ -37,10 +38,10 @@ def running_portal(extra_env: dict[str, str] | None = None):
         **(extra_env or {}),
     }
     manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
+    subprocess.run([*manage, "migrate_from_template", "-v0"], env=env, cwd=ROOT, check=True)
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "quantmesh.asgi:application"],
+    server = subprocess.Popen(  # the portal's own web server, as `make run` and the stack start it
+        [*manage, "serve_web", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -48,14 +49,14 @@ def running_portal(extra_env: dict[str, str] | None = None):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # several processes importing Django on a busy machine
         while True:
             try:
                 urllib.request.urlopen(f"{base}/healthz", timeout=1).read()  # noqa: S310 (loopback)
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("daphne did not come up") from None
+                    raise RuntimeError("the portal did not come up") from None
                 time.sleep(0.2)
         yield base, env
     finally:

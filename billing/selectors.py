@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -63,7 +65,47 @@ def grace_ends_at(subscription: Subscription):
     return subscription.past_due_since + settings.QM_PAYMENT_GRACE
 
 
+class _Generation:
+    """Bumped by every subscription or plan write in this process (billing/receivers.py)."""
+
+    value = 0
+
+
+# user id -> (generation, Entitlements) while a request is in flight (billing.middleware); None outside one.
+_request_memo: ContextVar[dict | None] = ContextVar("qm_entitlements_memo", default=None)
+
+
+def entitlements_forget() -> None:
+    """Every memoised Entitlements in this process is stale from now on."""
+    _Generation.value += 1
+
+
+@contextmanager
+def entitlements_memo():
+    """Within this block (a request) entitlements are read once per user: the view, the limits and the
+    page all ask. A subscription or plan written meanwhile, by this request or another thread, is seen
+    by the next call; outside such a block every call reads afresh."""
+    token = _request_memo.set({})
+    try:
+        yield
+    finally:
+        _request_memo.reset(token)
+
+
 def entitlements_for(user) -> Entitlements:
+    memo = _request_memo.get()
+    if memo is None or user.pk is None:
+        return _entitlements_read(user)
+    generation = _Generation.value
+    cached = memo.get(user.pk)
+    if cached is not None and cached[0] == generation:
+        return cached[1]
+    rights = _entitlements_read(user)
+    memo[user.pk] = (generation, rights)
+    return rights
+
+
+def _entitlements_read(user) -> Entitlements:
     subscription = subscription_get(user=user)
     if subscription is not None and subscription.status in ENTITLED_STATUSES:
         grace_end = grace_ends_at(subscription)

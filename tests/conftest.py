@@ -124,3 +124,18 @@ def two_factor_user(user):
     clock = TotpClock(device)
     _, codes = account_services.two_factor_enrol_confirm(user=user, code=clock.now())
     return user, clock, codes
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix, django_db_keepdb, django_db_createdb, django_db_use_migrations
+):
+    # A missing test database starts as a copy of the migrated template (quantmesh/dbtemplate.py)
+    # instead of two minutes of migrations; --reuse-db then finds it with nothing left to apply.
+    # --create-db still migrates from nothing.
+    if django_db_keepdb and not django_db_createdb and django_db_use_migrations:
+        from django.db import connection
+
+        from quantmesh.dbtemplate import database_from_template
+
+        database_from_template(connection.settings_dict, connection.creation._get_test_db_name())

@@ -72,12 +72,16 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "billing.middleware.EntitlementsMemoMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.SecondFactorRequiredMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# Web server processes (quantmesh/server.py): 0 means one per CPU with REDIS_URL, one without.
+QM_WEB_WORKERS = env.int("QM_WEB_WORKERS", default=0)
 
 ROOT_URLCONF = "quantmesh.urls"
 ASGI_APPLICATION = "quantmesh.asgi.application"

@@ -1,7 +1,8 @@
-"""Serve the portal: daphne, plus a Celery worker and beat when a broker is configured.
+"""Serve the portal: the web server (quantmesh/server.py: gunicorn with QM_WEB_WORKERS uvicorn
+processes), plus a Celery worker and beat when a broker is configured.
 
-Without a broker (the embedded default) Celery tasks run inside daphne's process and
-`run_periodic` stands in for beat. Ctrl-C (or SIGTERM) stops every child.
+Without a broker (the embedded default) Celery tasks run inside the web process and `run_periodic`
+stands in for beat. Ctrl-C (or SIGTERM) stops every child.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Run the portal (daphne; Celery worker + beat with REDIS_URL, else run_periodic) until interrupted."
+    help = (
+        "Run the portal (web processes; Celery worker + beat with REDIS_URL, else run_periodic) until interrupted."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
@@ -26,12 +29,15 @@ class Command(BaseCommand):
         from django.core.management.base import CommandError
 
         from quantmesh.security import EmbeddedKeyLoopbackOnly, embedded_key_in_use, is_loopback
+        from quantmesh.server import WorkersNeedRedis, gunicorn_argv, web_workers
 
         if embedded_key_in_use() and not is_loopback(host):
             raise CommandError(f"Refusing to listen on {host}: {EmbeddedKeyLoopbackOnly.MESSAGE}")
-        commands = {
-            "daphne": [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "quantmesh.asgi:application"]
-        }
+        try:
+            workers = web_workers()
+        except WorkersNeedRedis as exc:
+            raise CommandError(str(exc)) from None
+        commands = {"web": gunicorn_argv(host=host, port=port, workers=workers)}
         if settings.CELERY_TASK_ALWAYS_EAGER:
             commands["periodic"] = [sys.executable, "manage.py", "run_periodic"]
         else:
@@ -40,7 +46,10 @@ class Command(BaseCommand):
             commands["worker"] = [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"]
             commands["beat"] = [*celery, "beat", "--loglevel", "INFO", "--schedule", schedule]
         children = {name: subprocess.Popen(argv) for name, argv in commands.items()}
-        self.stdout.write(f"QuantMesh Cloud on http://{host}:{port}/ ({', '.join(children)}); Ctrl-C stops it.")
+        self.stdout.write(
+            f"QuantMesh Cloud on http://{host}:{port}/ ({workers} web process(es), {', '.join(children)}); "
+            "Ctrl-C stops it."
+        )
 
         def stop(*_):
             raise KeyboardInterrupt
