@@ -116,7 +116,9 @@ class _StatusChanges:
                     try:
                         message = await self.layer.receive(self.channel)
                     except OUTAGE_ERRORS:
-                        break
+                        # An idle receive ends in Redis' read timeout after a few seconds; or Redis is away.
+                        await asyncio.sleep(0.1)
+                        continue
                     if _settles(message):
                         return
                 await asyncio.sleep(timeout)
