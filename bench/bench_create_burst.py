@@ -4,8 +4,8 @@ worker and the `process` runtime backend (real engines):
 - the same 50 readers while 50 other users each create an instance with the default wait (the
   POST answers once the engine runs): create p50/p95, read p99 against the unloaded one, errors.
 
-Needs PostgreSQL at 127.0.0.1:5432 (the database `qm_bench_burst` is created when missing, else
-flushed) and Redis at BENCH_REDIS_URL (default database 9, flushed)."""
+Needs PostgreSQL at 127.0.0.1:5432 (the database BENCH_BURST_DATABASE, default `qm_bench_burst`, is
+created when missing, else flushed) and Redis at BENCH_REDIS_URL (default database 9, flushed)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ CREATES = int(os.environ.get("BENCH_BURST_CREATES", "50"))
 READERS = int(os.environ.get("BENCH_BURST_READERS", "50"))
 UNLOADED_SECONDS = 10
 REQUEST_TIMEOUT_SECONDS = 120
-DATABASE_NAME = "qm_bench_burst"
+DATABASE_NAME = os.environ.get("BENCH_BURST_DATABASE", "qm_bench_burst")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 READ_PATHS = ("/api/saas/instances", "/api/auth/me")
 
