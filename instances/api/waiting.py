@@ -6,7 +6,7 @@ change; under ASGI the answer is a streaming response whose body is made on the 
 it joins the instance's channel-layer group (the status changes `events` publishes on commit,
 from whichever process made them: a Celery worker, another portal process), gives its database
 connection back while it waits and reads the instance again once a change says it has settled.
-Status code and headers are sent at once (they do not depend on the wait); the body follows.
+Status code and headers do not depend on the wait (daphne sends them with the body).
 
 Outside ASGI (Django's test client) the same wait runs in the request's thread.
 """
