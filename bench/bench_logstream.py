@@ -1,13 +1,19 @@
 """Live logs and the instance URL on a real daphne portal with a real engine (process backend):
 - latency from a line written to the engine's log to a websocket viewer, p50/p99, 1 and 200 viewers;
 - loss: 1,000 lines/s for 30 s, every viewer must see every line in order (or be told of the gap);
-- proxy overhead of GET /api/export/trades (10,000 trades) through the instance URL vs the engine."""
+- the same at 500 viewers (where it bends);
+- proxy overhead of GET /api/export/trades (10,000 trades) through the instance URL vs the engine.
+
+The portal runs as `make run`'s embedded default (one process, in-memory hub and channel layer);
+with BENCH_LOGSTREAM_REDIS_URL it uses that Redis database (flushed) as production does.
+BENCH_LOGSTREAM_EXPORT=0 leaves out the export part."""
 
 from __future__ import annotations
 
 import asyncio
 import http.client
 import json
+import os
 import tempfile
 import threading
 import time
@@ -106,21 +112,38 @@ def _export_timings(base: str, token: str, host: str, engine: tuple[str, int], s
     return median(direct), median(proxied)
 
 
+# (viewers, lines a second, seconds)
+SCENARIOS = ((1, 100, 10), (200, 100, 10), (200, 1000, 30), (500, 100, 10), (500, 1000, 10))
+REDIS_URL = os.environ.get("BENCH_LOGSTREAM_REDIS_URL", "")
+
+
+def _portal_env(root: str) -> dict[str, str]:
+    # Every viewer is the same customer's: the per-user stream limit must not cap them.
+    env = {"QM_PROCESS_ROOT": root, "QM_LOGSTREAMS_PER_USER": "1000"}
+    if REDIS_URL:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        env.update(REDIS_URL=REDIS_URL, CELERY_TASK_ALWAYS_EAGER="1")
+    return env
+
+
 def run() -> list[Result]:
     root = tempfile.mkdtemp(prefix="qm-bench-instances-")
     results: list[Result] = []
-    with running_portal({"QM_PROCESS_ROOT": root}) as (base, env):
+    mode = "Redis" if REDIS_URL else "embedded"
+    with running_portal(_portal_env(root)) as (base, env):
         token = manage_shell(env, ENTERPRISE_CUSTOMER).strip()
         instance = _api(base, token, "POST", "/api/saas/instances/create", {"plan": "personal"})
         instance_id = instance["instance_id"]
         try:
             log = Path(root) / instance_id / "engine.log"
             url = base.replace("http://", "ws://") + f"/api/saas/instances/{instance_id}/logs/stream?lines=1"
-            for viewers, rate, seconds in ((1, 100, 10), (200, 100, 10), (200, 1000, 30)):
+            for viewers, rate, seconds in SCENARIOS:
                 latencies, written, complete, contiguous, gaps = asyncio.run(
                     _viewers(url, token, viewers, rate, seconds, log)
                 )
-                label = f"{viewers} viewer(s), {rate} lines/s"
+                label = f"{viewers} viewer(s), {rate} lines/s, {mode}"
                 results += [
                     Result(f"ws latency p50, {label}", percentile(latencies, 50), "ms"),
                     Result(
@@ -134,9 +157,11 @@ def run() -> list[Result]:
                     results += [
                         Result(f"viewers with every line or a gap notice, {label}", complete, "count", f"{viewers}"),
                         Result(f"lines written, {label}", written, "count"),
-                        Result("sequence numbers contiguous for every viewer", 1 if contiguous else 0, "bool", "1"),
-                        Result("gap notices sent", gaps, "count"),
+                        Result(f"sequence numbers contiguous for every viewer, {label}", int(contiguous), "bool", "1"),
+                        Result(f"gap notices sent, {label}", gaps, "count"),
                     ]
+            if os.environ.get("BENCH_LOGSTREAM_EXPORT", "1") == "0":
+                return results
 
             # 10,000 trades in the engine's books, then the same export directly and through the URL.
             _api(base, token, "POST", f"/api/saas/instances/{instance_id}/stop")

@@ -103,9 +103,10 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
         self.instance_id = self.scope["url_route"]["kwargs"]["instance_id"]
         self.last_seq = 0
         self.groups_joined: list[str] = []
-        self.heartbeat_task = None
+        self.live: asyncio.Queue | None = None  # batches of live lines, from this process's fan-out
+        self.heartbeat_task = self.relay_task = None
         self.slot = None
-        # The heartbeat's repair and the channel layer's batches both send lines: one at a time.
+        # The heartbeat's repair and the live batches both send lines: one at a time.
         self.send_lock = asyncio.Lock()
         query = parse_qs(self.scope.get("query_string", b"").decode())
         subprotocol = None
@@ -148,9 +149,11 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_RATE_LIMITED)
             return
 
-        for group in (logstream.logs_group(self.instance_id), instance_group(self.instance_id)):
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.groups_joined.append(group)
+        group = instance_group(self.instance_id)
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined.append(group)
+        self.live = asyncio.Queue()
+        await logstream.live_fanout().join(self.instance_id, self.live)
         store = logstream.hub()
         await sync_to_async(store.viewer_touch)(self.instance_id, self.channel_name)
         await sync_to_async(logstream.ensure_follower)(self.instance_id, asyncio.get_running_loop())
@@ -170,10 +173,14 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
             )
         )
         self.heartbeat_task = asyncio.create_task(self._heartbeat())
+        self.relay_task = asyncio.create_task(self._relay_live())
 
     async def disconnect(self, code):
-        if self.heartbeat_task:
-            self.heartbeat_task.cancel()
+        for task in (self.heartbeat_task, self.relay_task):
+            if task:
+                task.cancel()
+        if self.live is not None:
+            await logstream.live_fanout().leave(self.instance_id, self.live)
         if self.slot:
             await sync_to_async(stream_slot_release)(self.slot, self.channel_name)
         for group in self.groups_joined:
@@ -206,10 +213,12 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
                 await self._send_after(self.last_seq)
 
     async def _send_lines(self, lines: list[logstream.Line]):
-        if not lines:
-            return
-        await self.send(json.dumps({"type": "logs", "seq": lines[0].seq, "lines": [line.text for line in lines]}))
-        self.last_seq = lines[-1].seq
+        if lines:
+            await self._send_batch(logstream.Batch.of(lines[0].seq, [line.text for line in lines]))
+
+    async def _send_batch(self, batch: logstream.Batch):
+        await self.send(batch.frame)
+        self.last_seq = batch.seq + len(batch.lines) - 1
 
     async def _send_after(self, seq: int):
         """Everything after `seq` from the buffer; what the buffer no longer holds is reported as a gap."""
@@ -219,20 +228,29 @@ class LogStreamConsumer(AsyncWebsocketConsumer):
             await self.send(json.dumps({"type": "gap", "from": seq + 1, "to": oldest - 1}))
         await self._send_lines(await sync_to_async(store.after)(self.instance_id, seq))
 
-    async def log_lines(self, event):
-        async with self.send_lock:
-            await self._relay(event["seq"], event["lines"])
+    async def _relay_live(self):
+        while True:
+            batch = await self.live.get()
+            try:
+                async with self.send_lock:
+                    await self._relay(batch)
+            except OUTAGE_ERRORS:  # a repair from the buffer needs Redis: the heartbeat tries again
+                logger.warning("log stream relay for %s: Redis unavailable", self.instance_id)
 
-    async def _relay(self, first: int, lines: list[str]):
+    async def _relay(self, batch: logstream.Batch):
+        first, lines = batch.seq, batch.lines
         end = first + len(lines) - 1
         if end <= self.last_seq:
             return  # already sent (from the backlog)
         if self.last_seq and first > self.last_seq + 1:
-            # The channel layer dropped batches for us: repair from the buffer.
+            # Batches were lost on the way (pub/sub reconnecting): repair from the buffer.
             await self._send_after(self.last_seq)
             return
         skip = max(0, self.last_seq + 1 - first) if self.last_seq else 0
-        await self._send_lines([logstream.Line(first + i, text) for i, text in enumerate(lines) if i >= skip])
+        if skip == 0:
+            await self._send_batch(batch)  # the frame every viewer gets, encoded once
+        else:
+            await self._send_lines([logstream.Line(first + i, text) for i, text in enumerate(lines) if i >= skip])
 
     async def instance_status(self, event):
         await self.send(

@@ -1,9 +1,13 @@
 """Live logs: one follower per instance, however many viewers; numbered lines in a shared buffer.
 
-A follower thread reads the runtime's log stream, batches lines (every 100 ms), numbers them in
-a buffer shared by every portal process, and publishes each batch to the channel layer group
-`logs.<instance_id>`. Viewers start from the buffer (the last N lines, or everything after a
-sequence number they already have) and fill any gap in what the channel layer delivered from it.
+A follower thread reads the runtime's log stream, batches lines (published as soon as they come,
+at most one batch every 50 ms), numbers them in a buffer shared by every portal process, and
+publishes each batch once, as the websocket frame viewers receive, encoded once: on the Redis
+channel `qm:logs:<instance_id>:live`, to which each portal process holds one subscription (for
+all its viewers of all instances), or straight to the process's viewers in the embedded default.
+Each process hands a batch to its viewers in memory (`LiveFanout`). Viewers start from the buffer
+(the last N lines, or everything after a sequence number they already have) and fill any gap in
+what was delivered from it (pub/sub drops what arrives while a subscription reconnects).
 
 Coordination lives in Redis when configured (any daphne process may host the follower; a lock
 with a short lease hands it over when that process dies) and in memory for the embedded default.
@@ -21,7 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from .runtime import get_backend
@@ -29,14 +32,15 @@ from .runtime.base import BackendError, RuntimeState
 
 logger = logging.getLogger(__name__)
 BUFFER_LINES = 10_000
-BATCH_SECONDS = 0.1
+BATCH_SECONDS = 0.05  # lines coming in a stream leave together, at most this often
+HOUSEKEEPING_SECONDS = 1.0  # lease renewal and the viewer count, apart from the batches
 LEASE_SECONDS = 6
 VIEWER_TTL_SECONDS = 60  # a viewer that stops renewing (crashed process) is forgotten after this
 IDLE_GRACE_SECONDS = 10  # the follower lingers this long after the last viewer left (at least two heartbeats)
 
 
-def logs_group(instance_id: str) -> str:
-    return f"logs.{instance_id}"
+def live_channel(instance_id: str) -> str:
+    return f"qm:logs:{instance_id}:live"
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,24 @@ class LogHub(Protocol):
     def get_last_time(self, instance_id: str) -> str | None: ...
 
     def set_last_time(self, instance_id: str, stamp: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive lines from `seq` on, with the websocket frame that carries them all."""
+
+    seq: int
+    lines: list[str]
+    frame: str
+
+    @classmethod
+    def of(cls, seq: int, lines: list[str]) -> Batch:
+        return cls(seq, lines, json.dumps({"type": "logs", "seq": seq, "lines": lines}))
+
+    @classmethod
+    def from_frame(cls, frame: str) -> Batch:
+        message = json.loads(frame)
+        return cls(message["seq"], message["lines"], frame)
 
 
 class MemoryHub:
@@ -253,6 +275,89 @@ def hub() -> LogHub:
         return _hub
 
 
+class LiveFanout:
+    """This process's viewers of live lines: each batch reaches the process once and is put on the
+    queue of every local viewer of its instance (who sends the batch's frame as it is).
+
+    The embedded default is one process: the follower hands its batches over directly."""
+
+    def __init__(self):
+        self.queues: dict[str, set[asyncio.Queue]] = {}
+
+    def publish(self, instance_id: str, batch: Batch, loop: asyncio.AbstractEventLoop) -> None:
+        """From the follower's thread."""
+        loop.call_soon_threadsafe(self.deliver, instance_id, batch)
+
+    def deliver(self, instance_id: str, batch: Batch) -> None:
+        for queue in self.queues.get(instance_id, ()):
+            queue.put_nowait(batch)
+
+    async def join(self, instance_id: str, queue: asyncio.Queue) -> None:
+        self.queues.setdefault(instance_id, set()).add(queue)
+
+    async def leave(self, instance_id: str, queue: asyncio.Queue) -> None:
+        viewers = self.queues.get(instance_id, set())
+        viewers.discard(queue)
+        if not viewers:
+            self.queues.pop(instance_id, None)
+
+
+class RedisLiveFanout(LiveFanout):
+    """Several portal processes: batches travel on Redis pub/sub, one subscription per process
+    (a channel per instance that the process has viewers of)."""
+
+    def __init__(self, url: str):
+        import redis
+        import redis.asyncio
+
+        super().__init__()
+        self.publisher = redis.Redis.from_url(url)  # the followers' threads
+        self.pubsub = redis.asyncio.Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
+        self.listener: asyncio.Task | None = None
+
+    def publish(self, instance_id: str, batch: Batch, loop: asyncio.AbstractEventLoop) -> None:
+        self.publisher.publish(live_channel(instance_id), batch.frame)
+
+    async def join(self, instance_id: str, queue: asyncio.Queue) -> None:
+        first = instance_id not in self.queues
+        await super().join(instance_id, queue)
+        if first:
+            await self.pubsub.subscribe(live_channel(instance_id))
+        if self.listener is None or self.listener.done():
+            self.listener = asyncio.create_task(self._listen())
+
+    async def leave(self, instance_id: str, queue: asyncio.Queue) -> None:
+        await super().leave(instance_id, queue)
+        if instance_id not in self.queues:
+            await self.pubsub.unsubscribe(live_channel(instance_id))
+
+    async def _listen(self) -> None:
+        import redis.exceptions
+
+        while True:
+            try:
+                message = await self.pubsub.get_message(timeout=1.0)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                # Redis is away: the next call reconnects and subscribes again; what was published
+                # meanwhile reaches viewers from the buffer (their next batch shows the gap).
+                await asyncio.sleep(0.5)
+                continue
+            if message is not None and message["type"] == "message":
+                instance_id = message["channel"].decode().split(":")[2]
+                self.deliver(instance_id, Batch.from_frame(message["data"].decode()))
+
+
+_live_fanout = None
+
+
+def live_fanout() -> LiveFanout:
+    global _live_fanout
+    with _hub_guard:
+        if _live_fanout is None:
+            _live_fanout = RedisLiveFanout(settings.REDIS_URL) if settings.REDIS_URL else LiveFanout()
+        return _live_fanout
+
+
 def _line_time(text: str) -> str | None:
     stamp = text.split(" ", 1)[0]
     return stamp if stamp[:4].isdigit() and stamp.endswith("Z") else None
@@ -269,6 +374,7 @@ class Follower(threading.Thread):
         self.loop = loop
         self.pending: list[str] = []
         self.pending_lock = threading.Lock()
+        self.arrived = threading.Event()  # lines wait in `pending`
         self.stopped = threading.Event()
         self.last_seq = 0  # the last number given to a line by this follower
 
@@ -288,29 +394,32 @@ class Follower(threading.Thread):
         stamp = next((s for s in map(_line_time, reversed(lines)) if s), None)
         if stamp:
             store.set_last_time(self.instance_id, stamp)
-        message = {"type": "log.lines", "seq": first, "lines": lines}
-        asyncio.run_coroutine_threadsafe(
-            get_channel_layer().group_send(logs_group(self.instance_id), message), self.loop
-        ).result(timeout=10)
+        live_fanout().publish(self.instance_id, Batch.of(first, lines), self.loop)
 
     def _flusher(self) -> None:
         store = hub()
         idle_since = None
-        while not self.stopped.wait(BATCH_SECONDS):
+        housekeeping_at = 0.0
+        while not self.stopped.is_set():
+            self.arrived.wait(HOUSEKEEPING_SECONDS)
+            self.arrived.clear()
             try:
                 self.publish()
-                if not store.renew(self.instance_id, self.owner):
-                    self.stopped.set()  # someone else follows now
-                if store.viewer_count(self.instance_id) == 0:
-                    idle_since = idle_since or time.monotonic()
-                    # Viewers renew their mark each heartbeat, also after Redis restarted empty.
-                    grace = max(IDLE_GRACE_SECONDS, 2 * settings.QM_WS_HEARTBEAT_SECONDS)
-                    if time.monotonic() - idle_since > grace:
-                        self.stopped.set()
-                else:
-                    idle_since = None
+                if time.monotonic() >= housekeeping_at:
+                    housekeeping_at = time.monotonic() + HOUSEKEEPING_SECONDS
+                    if not store.renew(self.instance_id, self.owner):
+                        self.stopped.set()  # someone else follows now
+                    if store.viewer_count(self.instance_id) == 0:
+                        idle_since = idle_since or time.monotonic()
+                        # Viewers renew their mark each heartbeat, also after Redis restarted empty.
+                        grace = max(IDLE_GRACE_SECONDS, 2 * settings.QM_WS_HEARTBEAT_SECONDS)
+                        if time.monotonic() - idle_since > grace:
+                            self.stopped.set()
+                    else:
+                        idle_since = None
             except Exception:  # keep following: a failed publish is retried with the next batch
                 logger.warning("log relay for %s failed to publish", self.instance_id, exc_info=True)
+            self.stopped.wait(BATCH_SECONDS)  # what comes meanwhile leaves in the next batch
 
     def run(self) -> None:
         flusher = threading.Thread(target=self._flusher, daemon=True)
@@ -325,6 +434,7 @@ class Follower(threading.Thread):
                         for text in backend.follow_logs(self.instance_id, since=since):
                             with self.pending_lock:
                                 self.pending.append(text)
+                            self.arrived.set()
                             if self.stopped.is_set():
                                 break
                 except BackendError:
@@ -332,6 +442,7 @@ class Follower(threading.Thread):
                 self.stopped.wait(1.0)  # stopped or restarting: look again shortly
         finally:
             self.stopped.set()
+            self.arrived.set()
             flusher.join()
             self.publish()
             hub().release(self.instance_id, self.owner)

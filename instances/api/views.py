@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import time
-
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -32,6 +30,7 @@ from .serializers import (
     TradingOutputSerializer,
     TradingQuerySerializer,
 )
+from .waiting import SettlingResponse
 
 WAIT_PARAMETER = OpenApiParameter(
     "wait", int, description="1 (default): answer once the change is done (bounded); 0: answer at once."
@@ -53,12 +52,11 @@ def _wait_param(request) -> bool:
 
 
 def _answer(instance: Instance, *, wait: bool, status_code: int = status.HTTP_200_OK) -> Response:
-    """The instance as it is now; with wait, once a worker has carried the change out (bounded)."""
+    """The instance as it is now; with wait, once a worker has carried the change out (bounded),
+    waiting on the event loop rather than in this thread (see waiting.py)."""
     instance.refresh_from_db()
-    deadline = time.monotonic() + (settings.QM_CREATE_WAIT_SECONDS if wait else 0)
-    while not instance.settled and time.monotonic() < deadline:
-        time.sleep(0.1)
-        instance.refresh_from_db()
+    if wait and not instance.settled:
+        return SettlingResponse(instance, status=status_code)
     return Response(InstanceOutputSerializer(instance).data, status=status_code)
 
 

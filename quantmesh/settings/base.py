@@ -382,6 +382,8 @@ QM_INSTANCE_URL_TEMPLATE = env.str(
 )
 QM_INSTANCE_PORT = 8080  # the engine's port inside its container, as the manual shows
 QM_CREATE_WAIT_SECONDS = env.float("QM_CREATE_WAIT_SECONDS", default=60)  # POST create waits this long for running
+# While it waits (on the channel layer), a lifecycle call also re-reads the instance this often.
+QM_WAIT_RECHECK_SECONDS = env.float("QM_WAIT_RECHECK_SECONDS", default=1.0)
 QM_PROVISION_TIMEOUT_SECONDS = env.float("QM_PROVISION_TIMEOUT_SECONDS", default=60)  # to healthy, else failed
 QM_STOP_TIMEOUT_SECONDS = env.int("QM_STOP_TIMEOUT_SECONDS", default=10)
 QM_RECONCILE_INTERVAL_SECONDS = env.float("QM_RECONCILE_INTERVAL_SECONDS", default=15)
