@@ -332,7 +332,7 @@ def strategy_revert_to_grid(*, instance: Instance, reason: str) -> bool | None:
     try:
         _config_write(instance, config_with_strategy(config, {"kind": GRID}))
     except ServiceError as error:
-        logger.warning("could not move %s back to the grid: %s", instance.instance_id, error.detail)
+        logger.warning("could not move %s back to the grid: %s", instance.instance_id, error.message)
         return None
     message = (
         f"{instance.instance_id} used the adaptive strategy, which your plan no longer includes ({reason}). "

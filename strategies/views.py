@@ -119,7 +119,7 @@ def instance_strategy(request, instance_id: str):
                 return redirect(f"{here}?run={run.run_id}")
             raise Http404
         except ServiceError as error:
-            if error.status_code != 403:
+            if error.status != 403:
                 messages.error(request, error.message)
                 return redirect(here)
             refused = plan_refusal_text(request.user)
