@@ -5,6 +5,7 @@ one customer shows anything of the other."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.core.management import call_command
@@ -15,6 +16,7 @@ from alerts.models import Alert
 from backups.models import Backup
 from instances.models import CustomDomain, Instance
 from quantmesh.crypto import encrypt
+from strategies.models import AdviceRun
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +30,7 @@ def _client(user) -> APIClient:
 
 @pytest.fixture
 def victim(make_user, subscribe):
-    """A customer with an instance, a backup, a custom domain, an alert and a token."""
+    """A customer with an instance, a backup, a custom domain, an alert, an advisor run and a token."""
     user = make_user(email="victim@example.com")
     subscribe(user, "professional")
     instance = Instance.objects.create(
@@ -43,8 +45,12 @@ def victim(make_user, subscribe):
     backup = Backup.objects.create(instance=instance, owner=user, kind="daily", status="ok", storage_key="k")
     CustomDomain.objects.create(instance=instance, domain="victim.example.com")
     Alert.objects.create(user=user, instance=instance, kind="backup_failed", subject="victim alert", message="m")
+    advice = AdviceRun.objects.create(
+        run_id="adv_victim", instance=instance, requested_by=user, status=AdviceRun.Status.DONE,
+        report={"candidates": []},
+    )
     token, _ = api_token_create(user=user, name="victim-token")
-    return {"user": user, "instance": instance, "backup": backup, "token": token}
+    return {"user": user, "instance": instance, "backup": backup, "advice": advice, "token": token}
 
 
 def _schema_paths(tmp_path) -> dict:
@@ -63,11 +69,14 @@ def test_every_endpoint_with_another_customers_ids_is_not_found(victim, make_use
         "domain": "victim.example.com",
         "kind": "trades",
         "token_id": str(victim["token"].pk),
+        "run_id": victim["advice"].run_id,
     }
     tried = 0
     for path, operations in _schema_paths(tmp_path).items():
         if "{" not in path:
             continue
+        missing = set(re.findall(r"{(\w+)}", path)) - set(values)
+        assert not missing, f"{path}: give the victim something for {sorted(missing)}"
         url = path.format(**values)
         for method in ("get", "post", "put", "delete"):
             if method not in operations:
@@ -85,6 +94,41 @@ def test_every_endpoint_with_another_customers_ids_is_not_found(victim, make_use
     assert CustomDomain.objects.filter(domain="victim.example.com").exists()
     victim["token"].refresh_from_db()
     assert victim["token"].revoked_at is None
+    victim["advice"].refresh_from_db()
+    assert victim["advice"].applied_at is None
+
+
+def test_another_customers_child_ids_under_ones_own_instance_are_not_found(victim, make_user, subscribe, tmp_path):
+    """A backup, domain or advisor run of the victim, named under the attacker's own instance."""
+    attacker = make_user(email="attacker@example.com")
+    subscribe(attacker, "enterprise")
+    own = Instance.objects.create(
+        instance_id="qm-attacker-1700000000", slug="attack", owner=attacker, plan=attacker.subscription.plan,
+        status="running", image="x", proxy_secret_encrypted=encrypt("attacker-engine-secret"),
+    )
+    client = _client(attacker)
+    child_ids = {
+        "backup_id": victim["backup"].backup_id,
+        "domain": "victim.example.com",
+        "run_id": victim["advice"].run_id,
+    }
+    tried = 0
+    for path, operations in _schema_paths(tmp_path).items():
+        names = set(re.findall(r"{(\w+)}", path))
+        if "instance_id" not in names or not names & set(child_ids):
+            continue
+        url = path.format(instance_id=own.instance_id, kind="trades", **child_ids)
+        for method in ("get", "post", "put", "delete"):
+            if method not in operations:
+                continue
+            response = getattr(client, method)(url, {}, format="json") if method != "get" else client.get(url)
+            tried += 1
+            assert response.status_code == 404, (method, url, response.status_code)
+    assert tried >= 5
+    assert Backup.objects.filter(pk=victim["backup"].pk).exists()
+    assert CustomDomain.objects.filter(domain="victim.example.com", instance=victim["instance"]).exists()
+    victim["advice"].refresh_from_db()
+    assert victim["advice"].applied_at is None
 
 
 def test_no_list_shows_another_customers_things(victim, make_user, subscribe, tmp_path):
