@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from djstripe.models import Product
 
 from .. import stripe_gateway
 from ..models import BillingEvent, Plan, Subscription
@@ -40,8 +41,6 @@ def plan_for_price(price: dict) -> tuple[Plan | None, str]:
     """The plan a Stripe price sells and its interval, found through the price's product (its id as
     `billing_stripe_sync` made it, or the product's `qm_plan` metadata), whatever the price's amount
     or age. (None, interval) when no plan is sold through that product: it grants nothing."""
-    from djstripe.models import Product
-
     product = price.get("product") or ""
     product_id = product if isinstance(product, str) else product.get("id", "")
     interval = (price.get("recurring") or {}).get("interval", "")
