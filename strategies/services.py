@@ -236,9 +236,11 @@ def _finish(run: AdviceRun, *, status: str, **fields) -> AdviceRun:
         run = AdviceRun.objects.select_for_update().select_related("instance").get(pk=run.pk)
         for name, value in {"status": status, "finished_at": timezone.now(), **fields}.items():
             setattr(run, name, value)
+        written = ["status", "finished_at", *fields]
         if status == AdviceRun.Status.DONE:
             run.progress_done = run.progress_total = max(run.progress_total, len(run.report["candidates"]))
-        run.save()
+            written += ["progress_done", "progress_total"]
+        run.save(update_fields=written)
         kind = Kind.ADVICE_FINISHED if status == AdviceRun.Status.DONE else Kind.ADVICE_FAILED
         detail = {"run_id": run.run_id}
         if run.error:

@@ -105,7 +105,15 @@ def referral_credit(*, referred, amount_paid: int, currency: str, invoice_id: st
             return referral
         referral.credit_cents, referral.currency, referral.credited_at = credit, currency, timezone.now()
         referral.stripe_balance_transaction_id, referral.credit_invoice_id = transaction_id, invoice_id
-        referral.save()
+        referral.save(
+            update_fields=[
+                "credit_cents",
+                "currency",
+                "credited_at",
+                "stripe_balance_transaction_id",
+                "credit_invoice_id",
+            ]
+        )
         if refused:
             billing_event_record(
                 user=referral.referrer,
