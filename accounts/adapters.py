@@ -7,6 +7,8 @@ from django import forms
 
 from . import throttling
 from .requests import client_ip
+from .selectors import user_has_two_factor
+from .services import login_failure_record
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -22,16 +24,12 @@ class AccountAdapter(DefaultAccountAdapter):
         super().pre_authenticate(request, **credentials)
 
     def authentication_failed(self, request, **credentials):
-        from .services import login_failure_record
-
         email = credentials.get("email") or credentials.get("username") or ""
         login_failure_record(email=email, user=None, request=request, reason="invalid_credentials")
 
     def add_message(self, request, level, message_template=None, message_context=None, extra_tags="", message=None):
         # "Signed in" waits for the second factor: the password alone has not signed anyone in yet.
         if message_template and message_template.endswith("logged_in.txt"):
-            from .selectors import user_has_two_factor
-
             user = getattr(request, "user", None)
             if user is not None and user.is_authenticated and user_has_two_factor(user):
                 return

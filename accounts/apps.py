@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AccountsConfig(AppConfig):
@@ -6,8 +7,7 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self):
-        from django.db.models.signals import post_migrate
-
+        # Inline: these import models, which load only once the app registry is ready.
         from . import schema, signals  # noqa: F401  (OpenAPI auth schemes; login/logout events → audit trail)
         from .site import site_name_the_product
 

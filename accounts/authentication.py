@@ -10,6 +10,7 @@ from rest_framework import authentication, exceptions
 
 from .models import ApiToken, SecurityEvent
 from .requests import client_ip
+from .selectors import user_has_two_factor
 from .services import hash_token, security_event_record
 from .throttling import record_token_failure, token_guessing_blocked
 
@@ -76,8 +77,6 @@ class VerifiedSessionAuthentication(authentication.SessionAuthentication):
         result = super().authenticate(request)
         if result is None:
             return None
-        from .selectors import user_has_two_factor
-
         user = request._request.user
         if user_has_two_factor(user) and not user.is_verified():
             return None

@@ -4,6 +4,7 @@ from django_otp.admin import OTPAdminAuthenticationForm
 
 from . import throttling
 from .requests import client_ip
+from .services import login_failure_record
 
 
 class CodeForm(forms.Form):
@@ -32,8 +33,6 @@ class ThrottledAdminAuthenticationForm(OTPAdminAuthenticationForm):
     )
 
     def clean(self):
-        from .services import login_failure_record
-
         email = (self.cleaned_data.get("username") or "").strip().lower()
         try:
             throttling.check_login_allowed(ip=client_ip(self.request), email=email)

@@ -60,7 +60,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         changed = self._password is not None and not self._state.adding
         super().save(*args, **kwargs)
         if changed:
-            from .signals import password_changed
+            from .signals import password_changed  # cycle: signals.py imports these models
 
             password_changed.send(sender=type(self), user=self)
 

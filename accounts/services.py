@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db import transaction
@@ -183,8 +184,6 @@ def api_login(*, email: str, password: str, otp: str | None, request) -> tuple[A
 
 
 def _email_verified(user: User) -> bool:
-    from allauth.account.models import EmailAddress
-
     if settings.ACCOUNT_EMAIL_VERIFICATION != "mandatory":
         return True
     return EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=True).exists()
@@ -245,8 +244,6 @@ def backup_codes_regenerate(*, user: User, code: str, request=None) -> list[str]
 def demo_user_reset(*, email: str, password: str) -> User:
     """The demo customer (made if missing) with this password and its e-mail verified (manage.py
     create_demo_user); the caller gives it a plan."""
-    from allauth.account.models import EmailAddress  # allauth's models load only once apps are ready
-
     with transaction.atomic():
         user = User.objects.filter(email=email).first() or User.objects.create_user(email=email)
         user.set_password(password)

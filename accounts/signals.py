@@ -7,7 +7,10 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.dispatch import Signal, receiver
 from django.utils import translation
 
+from . import throttling
 from .models import SecurityEvent
+from .requests import client_ip
+from .services import credentials_revoke_all, security_event_record, user_language_set
 
 # Sent by User.save() when an existing account's password was changed (by any path).
 password_changed = Signal()
@@ -15,10 +18,6 @@ password_changed = Signal()
 
 @receiver(user_logged_in)
 def record_web_login(sender, request, user, **kwargs):
-    from . import throttling
-    from .requests import client_ip
-    from .services import security_event_record
-
     throttling.clear_login_failures(ip=client_ip(request), email=user.email)
     if not user.language:  # accounts older than the stored language get the one they log in with
         remember_request_language(sender, request, user)
@@ -27,21 +26,15 @@ def record_web_login(sender, request, user, **kwargs):
 
 @receiver(user_signed_up)
 def remember_request_language(sender, request, user, **kwargs):
-    from .services import user_language_set
-
     user_language_set(user=user, language=translation.get_language_from_request(request))
 
 
 @receiver(user_logged_out)
 def record_web_logout(sender, request, user, **kwargs):
-    from .services import security_event_record
-
     if user is not None:
         security_event_record(kind=SecurityEvent.Kind.LOGOUT, user=user, request=request, via="web")
 
 
 @receiver(password_changed)
 def end_everything_the_old_password_opened(sender, user, **kwargs):
-    from .services import credentials_revoke_all
-
     credentials_revoke_all(user=user, reason="password_changed")

@@ -6,12 +6,11 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from django.conf import settings
+from django.contrib.sites.models import Site
 
 PRODUCT_NAME = "QuantMesh Cloud"
 
 
 def site_name_the_product(**kwargs) -> None:
-    from django.contrib.sites.models import Site
-
     domain = urlparse(settings.QM_PUBLIC_URL).netloc or "quantmesh.cloud"
     Site.objects.filter(pk=settings.SITE_ID, domain="example.com").update(domain=domain, name=PRODUCT_NAME)

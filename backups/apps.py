@@ -6,4 +6,5 @@ class BackupsConfig(AppConfig):
     name = "backups"
 
     def ready(self) -> None:
+        # Inline: receivers import models, which load only once the app registry is ready.
         from . import receivers  # noqa: F401  (connect the signal receivers)

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import time
 
+from quantmesh_engine.advisor import advise
+from quantmesh_engine.backtest import candle_ticks, synthetic_candles
+
 from bench.common import Result, median
 
 CANDLES = 10_000
@@ -13,9 +16,6 @@ RUNS = 3
 
 
 def run() -> list[Result]:
-    from quantmesh_engine.advisor import advise
-    from quantmesh_engine.backtest import candle_ticks, synthetic_candles
-
     candles = synthetic_candles([("quiet", 1250), ("volatile", 1250), ("up", 1250), ("down", 1250)] * 2, seed=42)
     walls, cpus = [], []
     candidates = 0

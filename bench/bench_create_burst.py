@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import redis
 
 from bench.bench_load_mixed import (
     PG_HOST,
@@ -115,8 +116,6 @@ def _prepare_database(env: dict) -> None:
 
 
 def run() -> list[Result]:
-    import redis
-
     workdir = Path(tempfile.mkdtemp(prefix="qm-burst-"))
     process_root = workdir / "engines"
     env_extra = {

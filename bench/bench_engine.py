@@ -13,6 +13,11 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+from quantmesh_engine.config import parse_config
+from quantmesh_engine.exchanges.paper import PaperExchange
+from quantmesh_engine.store import Store
+from quantmesh_engine.trader import Trader
+
 from bench.common import Result, median
 
 TICKS = 100_000
@@ -20,11 +25,6 @@ STARTS = 5
 
 
 def _throughput() -> tuple[float, int]:
-    from quantmesh_engine.config import parse_config
-    from quantmesh_engine.exchanges.paper import PaperExchange
-    from quantmesh_engine.store import Store
-    from quantmesh_engine.trader import Trader
-
     config = parse_config(
         {"grid": {"price_interval": 90, "order_quote_size": 100, "buy_window": 5, "sell_window": 5, "max_layers": 10}}
     )

@@ -12,6 +12,7 @@ import urllib.request
 from bench.common import Result, percentile
 from bench.load import run_load
 from bench.portal_server import ENTERPRISE_CUSTOMER, manage_shell, running_portal
+from instances.runtime.docker import docker_available
 
 CREATES = 20
 CONCURRENCY = 50
@@ -76,9 +77,6 @@ def _list_under_load() -> list[Result]:
 
 def run() -> list[Result]:
     results = _create_to_running("process")
-    if os.environ.get("BENCH_DOCKER", "1") == "1":
-        from instances.runtime.docker import docker_available
-
-        if docker_available():
-            results += _create_to_running("docker")
+    if os.environ.get("BENCH_DOCKER", "1") == "1" and docker_available():
+        results += _create_to_running("docker")
     return results + _list_under_load()

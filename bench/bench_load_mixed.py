@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import subprocess
@@ -28,12 +29,21 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
+import psycopg
+import redis
+from django.conf import settings
+from django.contrib.auth.hashers import make_password
+from django.utils import timezone
 
 from bench.common import Result, percentile
 from bench.portal_server import ROOT, running_portal
+from instances.runtime import get_backend
+from instances.runtime.base import RuntimeState
+from quantmesh.crypto import encrypt
 
 USERS = 1000
 CLIENTS = int(os.environ.get("BENCH_LOAD_CLIENTS", "200"))
@@ -228,8 +238,6 @@ class Sampler(threading.Thread):
     which other work on this machine shares). The peaks show whether the bounds held."""
 
     def __init__(self, process_root: Path):
-        import psycopg
-
         super().__init__(daemon=True)
         self.process_root = process_root
         self.db = psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True)
@@ -284,18 +292,14 @@ async def _load(base: str, fleet: Fleet) -> tuple[Tally, float]:
 def seed_users(count: int, seeded_every: int) -> None:
     """`count` verified users on the professional plan, each with an API token; every
     `seeded_every`-th user has one stopped instance. Prints {"users": [{"token", "instances"}]}."""
-    import secrets
-
+    # Inline: models load only once Django is set up, in the subprocess; the load side runs without it.
     from allauth.account.models import EmailAddress
-    from django.conf import settings
-    from django.contrib.auth.hashers import make_password
 
     from accounts.models import User
     from accounts.services import api_token_create
     from billing.selectors import plan_get
     from billing.services import subscription_grant_local
     from instances.models import Instance
-    from quantmesh.crypto import encrypt
 
     # Shaped like tests.factories.UserFactory (verified e-mail), in bulk: hashing the password
     # once (PBKDF2 costs ~0.3 s a hash) instead of 1,000 times.
@@ -342,15 +346,8 @@ def settle_and_check(drain_seconds: float) -> None:
     stuck for twice the provision timeout, so wait (bounded) until it qualifies, run one reconcile
     pass and let the converges it sends finish. Then compare every instance's status and the
     runtime's view with its desired state. Prints the figures as JSON."""
-    from datetime import timedelta
-
-    import redis
-    from django.conf import settings
-    from django.utils import timezone
-
+    # Inline: models load only once Django is set up, in the subprocess; the load side runs without it.
     from instances.models import Instance
-    from instances.runtime import get_backend
-    from instances.runtime.base import RuntimeState
     from instances.services.reconcile import TRANSITIONAL, reconcile_pass
 
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
@@ -426,8 +423,6 @@ def settle_and_check(drain_seconds: float) -> None:
 
 def remove_engines() -> None:
     """Stop and remove every engine the runtime knows, data included (the benchmark's own)."""
-    from instances.runtime import get_backend
-
     backend = get_backend()
     for instance_id in list(backend.list_all()):
         backend.remove(instance_id, keep_data=False)
@@ -458,8 +453,6 @@ def _prepare_database(env: dict) -> None:
 
 
 def _flush_redis() -> None:
-    import redis
-
     redis.Redis.from_url(REDIS_URL).flushdb()  # database 9 only
 
 

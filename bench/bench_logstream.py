@@ -20,6 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import redis
 import websockets
 
 from bench.common import Result, median, percentile
@@ -121,8 +122,6 @@ def _portal_env(root: str) -> dict[str, str]:
     # Every viewer is the same customer's: the per-user stream limit must not cap them.
     env = {"QM_PROCESS_ROOT": root, "QM_LOGSTREAMS_PER_USER": "1000"}
     if REDIS_URL:
-        import redis
-
         redis.Redis.from_url(REDIS_URL).flushdb()
         env.update(REDIS_URL=REDIS_URL, CELERY_TASK_ALWAYS_EAGER="1")
     return env

@@ -13,6 +13,8 @@ import urllib.request
 
 from bench.bench_reconcile import bench_env, figures
 from bench.common import Result, median, percentile
+from instances.runtime.base import BackendError, InstanceSpec
+from instances.runtime.swarm import SwarmBackend
 
 SIZE = 2000
 SAMPLE_PER_NODE = 5
@@ -22,14 +24,10 @@ REGIONS = {"a": "manager's node", "b": "second node"}
 
 
 def _backend():
-    from instances.runtime.swarm import SwarmBackend
-
     return SwarmBackend(network="host", stop_timeout=5, node_engines=NODE_ENGINES)
 
 
 def _spec(instance_id: str, region: str):
-    from instances.runtime.base import InstanceSpec
-
     platform = f"instance_id: {instance_id}\n".encode()
     return InstanceSpec(instance_id, 1, "quantmesh/engine:latest", 1.0, 1024, 256, {"platform.yaml": platform}, region)
 
@@ -62,8 +60,6 @@ def _create_to_running(backend, region: str, made: list[str]) -> list[float]:
 
 
 def _real_sample(backend, made: list[str]) -> list[Result]:
-    from instances.runtime.base import BackendError
-
     sample = [i for i in made if i.startswith("qm-bna")][:SAMPLE_PER_NODE]
     sample += [i for i in made if i.startswith("qm-bnb")][:SAMPLE_PER_NODE]
     listings, stats, missed = [], [], 0

@@ -9,6 +9,8 @@ import json
 import sys
 import time
 
+import docker
+from django.conf import settings
 from django.db import connection
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
@@ -136,8 +138,6 @@ class SwarmListingApi:
 
 
 def backend_for(name: str, ids: list[str]):
-    import docker
-
     client = docker.DockerClient.__new__(docker.DockerClient)
     if name == "docker":
         client.api = DockerListingApi(ids)
@@ -168,7 +168,6 @@ def main(count: int, backend_name: str) -> None:
         batch_size=2000,
     )
     backend, api = backend_for(backend_name, ids)
-    from django.conf import settings
 
     settings.QM_RESTART_BACKOFF_SECONDS = 3600  # decide only; no converges in the timed pass
     settings.QM_METRICS_TOKEN = "bench-metrics-token"  # noqa: S105 (the endpoint refuses while it is unset)

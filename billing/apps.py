@@ -6,4 +6,5 @@ class BillingConfig(AppConfig):
     name = "billing"
 
     def ready(self) -> None:
+        # Inline: receivers import models, which load only once the app registry is ready.
         from . import receivers, webhooks  # noqa: F401  (connect the signal receivers)

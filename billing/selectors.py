@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
+from djstripe.models import Invoice
 
 from .models import Plan, Referral, Subscription
 from .money import money, money_display
@@ -177,8 +178,6 @@ def _invoice_row(invoice) -> dict:
 
 def invoice_queryset(*, user):
     """The user's Stripe invoices as dj-stripe synced them from the webhooks."""
-    from djstripe.models import Invoice
-
     return Invoice.objects.filter(customer__subscriber=user)
 
 

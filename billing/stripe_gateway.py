@@ -7,7 +7,10 @@ copy is current before the caller reads it.
 
 from __future__ import annotations
 
+from uuid import uuid4
+
 import stripe
+from django.urls import reverse
 from djstripe import models as djstripe_models
 from djstripe.settings import djstripe_settings
 
@@ -259,10 +262,6 @@ def product_and_prices_sync(*, plan, yearly_cents: int) -> tuple[str, str, str]:
 def webhook_endpoint_ensure(*, base_url: str) -> djstripe_models.WebhookEndpoint:
     """The portal's webhook endpoint in Stripe (created once), with its signing secret stored by
     dj-stripe so deliveries can be verified."""
-    from uuid import uuid4
-
-    from django.urls import reverse
-
     existing = djstripe_models.WebhookEndpoint.objects.filter(djstripe_uuid__isnull=False).first()
     if existing is not None and existing.url.startswith(base_url):
         return existing

@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
+import redis
+import redis.asyncio
+import redis.exceptions
 from django.conf import settings
 
 from .runtime import get_backend
@@ -184,8 +187,6 @@ class RedisHub:
     """Several portal processes: the same operations on Redis."""
 
     def __init__(self, url: str):
-        import redis
-
         self.redis = redis.Redis.from_url(url)
 
     @staticmethod
@@ -307,9 +308,6 @@ class RedisLiveFanout(LiveFanout):
     (a channel per instance that the process has viewers of)."""
 
     def __init__(self, url: str):
-        import redis
-        import redis.asyncio
-
         super().__init__()
         self.publisher = redis.Redis.from_url(url)  # the followers' threads
         self.pubsub = redis.asyncio.Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
@@ -332,8 +330,6 @@ class RedisLiveFanout(LiveFanout):
             await self.pubsub.unsubscribe(live_channel(instance_id))
 
     async def _listen(self) -> None:
-        import redis.exceptions
-
         while True:
             try:
                 message = await self.pubsub.get_message(timeout=1.0)

@@ -26,15 +26,16 @@ from pathlib import Path
 from urllib.parse import quote
 
 import django
+import psycopg
 from django.conf import settings
+from django.db.migrations.loader import MigrationLoader
+from psycopg import errors, sql
 
 TEMPLATE_PREFIX = "qm_template_"
 
 
 def migrations_fingerprint() -> str:
     """A hash of every migration file Django would apply (ours and third parties'), with Django's version."""
-    from django.db.migrations.loader import MigrationLoader
-
     loader = MigrationLoader(None, ignore_no_migrations=True)
     digest = hashlib.sha256(django.get_version().encode())
     for (app_label, name), migration in sorted(loader.disk_migrations.items()):
@@ -68,8 +69,6 @@ def _migrate(db: dict, name: str) -> None:
 
 
 def _admin_connection(db: dict):
-    import psycopg
-
     return psycopg.connect(
         host=db.get("HOST") or "127.0.0.1",
         port=db.get("PORT") or 5432,
@@ -85,8 +84,6 @@ def _pg_exists(admin, name: str) -> bool:
 
 
 def _pg_template(db: dict, admin) -> str:
-    from psycopg import errors, sql
-
     template = TEMPLATE_PREFIX + migrations_fingerprint()
     if _pg_exists(admin, template):
         return template
@@ -106,8 +103,6 @@ def _pg_template(db: dict, admin) -> str:
 
 
 def _pg_clone(db: dict, name: str, *, replace: bool) -> bool:
-    from psycopg import sql
-
     with _admin_connection(db) as admin:
         if _pg_exists(admin, name):
             if not replace:

@@ -12,6 +12,8 @@ import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+from celery import signals
+
 logger = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-ID"
 TASK_HEADER = "qm_request_id"
@@ -63,8 +65,6 @@ class RequestIdMiddleware:
 
 def connect_celery_signals() -> None:
     """A task carries the id of the request (or task) that enqueued it, and logs with it."""
-    from celery import signals
-
     @signals.before_task_publish.connect(weak=False)
     def carry(headers=None, **kwargs):
         if headers is not None and (current := request_id.get()):

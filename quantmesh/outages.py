@@ -8,7 +8,8 @@ import sys
 
 import redis.exceptions
 import requests.exceptions
-from django.db import InterfaceError, OperationalError
+from django.core.cache import cache
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpResponse, JsonResponse
 
 from quantmesh.errors import error_body
@@ -43,9 +44,6 @@ def outage_response(request) -> HttpResponse:
 
 def dependency_unreachable() -> bool:
     """Whether PostgreSQL or Redis does not answer right now (a quick probe)."""
-    from django.core.cache import cache
-    from django.db import connection
-
     try:
         connection.close_if_unusable_or_obsolete()
         connection.ensure_connection()

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
+from quantmesh.celery import app
+
 PROBE_TIMEOUT_SECONDS = 2
 
 
@@ -23,8 +25,6 @@ def _redis() -> None:
 
 
 def _broker() -> None:
-    from quantmesh.celery import app
-
     options = {"socket_connect_timeout": PROBE_TIMEOUT_SECONDS, "socket_timeout": PROBE_TIMEOUT_SECONDS}
     with app.connection_for_write(transport_options=options) as broker:
         broker.ensure_connection(max_retries=0, timeout=PROBE_TIMEOUT_SECONDS)

@@ -7,6 +7,12 @@ The API docs page (Swagger UI) starts itself with an inline script: it alone may
 
 from __future__ import annotations
 
+import ipaddress
+import json
+
+from django.conf import settings
+from django.http import JsonResponse
+
 CSP = "; ".join(
     [
         "default-src 'self'",
@@ -48,9 +54,6 @@ class RequestSizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        from django.conf import settings
-        from django.http import JsonResponse
-
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -66,8 +69,6 @@ class RequestSizeLimitMiddleware:
 
 
 def is_loopback(host: str | None) -> bool:
-    import ipaddress
-
     try:
         address = ipaddress.ip_address((host or "").strip("[]"))
     except ValueError:
@@ -77,8 +78,6 @@ def is_loopback(host: str | None) -> bool:
 
 
 def embedded_key_in_use() -> bool:
-    from django.conf import settings
-
     return settings.SECRET_KEY == settings.INSECURE_SECRET_KEY
 
 
@@ -105,8 +104,6 @@ class EmbeddedKeyLoopbackOnly:
         return await self.app(scope, receive, send)
 
     async def _refuse(self, scope, receive, send):
-        import json
-
         if scope["type"] == "websocket":
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": 4503})

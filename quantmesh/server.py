@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
+from django.conf import settings
 from uvicorn_worker import UvicornWorker
 
 APPLICATION = "quantmesh.asgi:application"
@@ -41,8 +42,6 @@ class WorkersNeedRedis(ValueError):
 
 def web_workers() -> int:
     """QM_WEB_WORKERS, or by default one process per CPU with Redis and one without."""
-    from django.conf import settings
-
     shared = bool(settings.REDIS_URL)
     workers = settings.QM_WEB_WORKERS or ((os.cpu_count() or 1) if shared else 1)
     if workers > 1 and not shared:

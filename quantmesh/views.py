@@ -5,6 +5,9 @@ from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from billing.selectors import entitlements_for, plan_list
+from instances import presentation
+from instances.selectors import instance_list, instance_list_deleted_with_data
+from instances.trading import instances_with_pnl, trading_view
 from quantmesh.errors import error_body
 from quantmesh.readiness import readiness_checks
 
@@ -13,10 +16,6 @@ def home(request):
     """The dashboard for customers (instances, plan usage); the plans for everyone else."""
     context = {"plans": plan_list()}
     if request.user.is_authenticated:
-        from instances import presentation
-        from instances.selectors import instance_list, instance_list_deleted_with_data
-        from instances.trading import instances_with_pnl, trading_view
-
         context["entitlements"] = entitlements_for(request.user)
         context["instances"] = instances_with_pnl(instance_list(owner=request.user))
         for instance in context["instances"]:
@@ -42,9 +41,6 @@ def support(request):
         database_ok = False
     context = {"database_ok": database_ok}
     if request.user.is_authenticated and database_ok:
-        from instances.selectors import instance_list
-        from instances.trading import trading_view
-
         running = instance_list(owner=request.user).filter(desired_state="running")
         context["instances_not_trading"] = sum(trading_view(i)[0] != "trading" for i in running)
     return render(request, "support.html", context)

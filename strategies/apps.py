@@ -6,4 +6,5 @@ class StrategiesConfig(AppConfig):
     name = "strategies"
 
     def ready(self) -> None:
+        # Inline: receivers import models, which load only once the app registry is ready.
         from . import receivers  # noqa: F401  (adaptive instances follow the plan)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qsl
 
+from asgiref.sync import sync_to_async
 from django.utils.translation import gettext_lazy
 
 from billing.selectors import entitlements_for, plan_list
@@ -85,8 +86,6 @@ async def screen_config_write(scope, receive, *, owner):
     """For the proxy: read a config write's body and refuse `adaptive` to a plan without the feature.
     Returns (status, error body, None) to answer instead, or (None, None, receive) replaying the body
     to the engine unchanged."""
-    from asgiref.sync import sync_to_async
-
     chunks, size, more = [], 0, True
     while more:
         message = await receive()

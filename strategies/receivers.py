@@ -11,20 +11,17 @@ from instances.signals import instance_events_recorded
 from quantmesh.tasks import enqueue_on_commit
 
 from .gating import ai_strategy_allowed
+from .tasks import enforce_plan, enforce_plan_on_start
 
 
 @receiver(entitlements_changed)
 def strategies_follow_entitlements(sender, user, reason: str, **kwargs) -> None:
-    from .tasks import enforce_plan
-
     if not ai_strategy_allowed(user):
         enqueue_on_commit(enforce_plan, user.pk, reason)
 
 
 @receiver(instance_events_recorded)
 def strategies_checked_on_start(sender, events, **kwargs) -> None:
-    from .tasks import enforce_plan_on_start
-
     for event in events:
         if event.kind == InstanceEvent.Kind.RUNNING and not ai_strategy_allowed(event.instance.owner):
             enqueue_on_commit(enforce_plan_on_start, event.instance.instance_id)

@@ -16,6 +16,9 @@ from urllib.parse import urlencode
 
 from django.db import transaction
 from django.utils import timezone
+from quantmesh_engine.advisor import Candle, advise, candles_from_csv
+from quantmesh_engine.backtest import Simulation, candle_ticks
+from quantmesh_engine.config import parse_config
 
 from billing.signals import customer_notice
 from instances import engine_client
@@ -25,7 +28,8 @@ from instances.runtime import get_backend
 from quantmesh.errors import ServiceError
 from quantmesh.tasks import enqueue_on_commit
 
-from .gating import ADAPTIVE, ai_strategy_require
+from . import tasks
+from .gating import ADAPTIVE, ai_strategy_allowed, ai_strategy_require
 from .models import AdviceRun
 
 Kind = InstanceEvent.Kind
@@ -70,8 +74,6 @@ def engine_config(instance: Instance) -> dict:
 
 
 def _parse_csv(text: str) -> list:
-    from quantmesh_engine.advisor import candles_from_csv
-
     try:
         candles = candles_from_csv(text)
     except ValueError as error:
@@ -124,14 +126,10 @@ def advice_run_start(
 
 
 def _enqueue_run(run_id: str) -> None:
-    from .tasks import advice_run  # tasks import these services
-
-    enqueue_on_commit(advice_run, run_id)
+    enqueue_on_commit(tasks.advice_run, run_id)
 
 
 def _engine_candles(run: AdviceRun, symbol: str) -> tuple[str, list]:
-    from quantmesh_engine.advisor import Candle
-
     query = urlencode({"symbol": symbol, "timeframe": run.params.get("timeframe", "1m"), "limit": run.params["limit"]})
     reply = _engine(run.instance, f"/api/candles?{query}", timeout=CANDLES_TIMEOUT_SECONDS)
     if reply is None:
@@ -154,8 +152,6 @@ def _thinned_prices(candles: list) -> list[list[float]]:
 def advice_run_execute(*, run_id: str) -> AdviceRun | None:
     """Carry a queued run out (a worker calls this). Idempotent: a finished run is left as it is; a
     run whose worker died is carried out again from the start (the advisor is deterministic)."""
-    from quantmesh_engine.advisor import advise
-
     run = AdviceRun.objects.select_related("instance").filter(run_id=run_id).first()
     if run is None or run.finished:
         return run
@@ -212,9 +208,6 @@ def _levels(report: dict, candles: list, config: dict, fee_rate: float) -> dict:
     """What the chart draws over the held-out price: the fixed grid's levels (the instance's own
     interval when it is a candidate, else the best grid's) and the adaptive grid's interval at each
     candle close, replayed by the engine's backtester for the best adaptive candidate."""
-    from quantmesh_engine.backtest import Simulation, candle_ticks
-    from quantmesh_engine.config import parse_config
-
     split = next(i for i, c in enumerate(candles) if c.ts >= report["split_ts"])
     layers = int(config.get("grid", {}).get("buy_window", 5))
     interval_now = config.get("grid", {}).get("price_interval")
@@ -243,9 +236,11 @@ def _finish(run: AdviceRun, *, status: str, **fields) -> AdviceRun:
         run = AdviceRun.objects.select_for_update().select_related("instance").get(pk=run.pk)
         for name, value in {"status": status, "finished_at": timezone.now(), **fields}.items():
             setattr(run, name, value)
+        written = ["status", "finished_at", *fields]
         if status == AdviceRun.Status.DONE:
             run.progress_done = run.progress_total = max(run.progress_total, len(run.report["candidates"]))
-        run.save()
+            written += ["progress_done", "progress_total"]
+        run.save(update_fields=written)
         kind = Kind.ADVICE_FINISHED if status == AdviceRun.Status.DONE else Kind.ADVICE_FAILED
         detail = {"run_id": run.run_id}
         if run.error:
@@ -356,8 +351,6 @@ def strategy_revert_to_grid(*, instance: Instance, reason: str) -> bool | None:
 def strategies_enforce_plan(*, owner, reason: str) -> list[str]:
     """Every running instance of `owner` off the adaptive strategy when the plan lacks it. Returns
     the ids moved back to the grid."""
-    from .gating import ai_strategy_allowed
-
     if ai_strategy_allowed(owner):
         return []
     running = Instance.objects.filter(owner=owner, status=Instance.Status.RUNNING).select_related("owner")

@@ -7,6 +7,7 @@ import secrets
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from djstripe.models import Customer
 
 from .. import stripe_gateway
 from ..models import BillingEvent, Referral, ReferralCode
@@ -69,8 +70,6 @@ def referral_record(*, referred, code: str) -> Referral | None:
 def _same_card(referral: Referral) -> bool:
     """Whether the referred customer pays with a card the referrer also has (the same person with two
     accounts and two e-mail addresses)."""
-    from djstripe.models import Customer
-
     customers = Customer.objects.filter(subscriber__in=[referral.referrer, referral.referred], date_purged__isnull=True)
     by_user = {c.subscriber_id: c.id for c in customers}
     if len(by_user) < 2:
@@ -106,7 +105,15 @@ def referral_credit(*, referred, amount_paid: int, currency: str, invoice_id: st
             return referral
         referral.credit_cents, referral.currency, referral.credited_at = credit, currency, timezone.now()
         referral.stripe_balance_transaction_id, referral.credit_invoice_id = transaction_id, invoice_id
-        referral.save()
+        referral.save(
+            update_fields=[
+                "credit_cents",
+                "currency",
+                "credited_at",
+                "stripe_balance_transaction_id",
+                "credit_invoice_id",
+            ]
+        )
         if refused:
             billing_event_record(
                 user=referral.referrer,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from djstripe.models import Product
 
 from .. import stripe_gateway
 from ..models import BillingEvent, Plan, Subscription
@@ -36,12 +37,28 @@ def _stripe_item(data: dict) -> dict:
     return items[0] if items else {}
 
 
+# What a Stripe subscription event writes on the user's existing subscription row.
+SYNCED_FIELDS = [
+    "plan",
+    "interval",
+    "provider",
+    "stripe_subscription_id",
+    "current_period_end",
+    "cancel_at_period_end",
+    "past_due_since",
+    "status",
+    "pending_plan",
+    "pending_interval",
+    "pending_effective",
+    "pending_invoice_url",
+    "updated_at",
+]
+
+
 def plan_for_price(price: dict) -> tuple[Plan | None, str]:
     """The plan a Stripe price sells and its interval, found through the price's product (its id as
     `billing_stripe_sync` made it, or the product's `qm_plan` metadata), whatever the price's amount
     or age. (None, interval) when no plan is sold through that product: it grants nothing."""
-    from djstripe.models import Product
-
     product = price.get("product") or ""
     product_id = product if isinstance(product, str) else product.get("id", "")
     interval = (price.get("recurring") or {}).get("interval", "")
@@ -149,7 +166,7 @@ def subscription_sync_from_stripe(*, stripe_subscription, source: str = "stripe"
         entitled = status in ENTITLED_STATUSES
         if row.pending_plan_id and _pending_settled(row, data, plan, interval, entitled):
             row.pending_plan, row.pending_interval, row.pending_effective, row.pending_invoice_url = None, "", "", ""
-        row.save()
+        row.save(update_fields=None if row.pk is None else SYNCED_FIELDS)
         if not was_entitled and entitled:
             billing_event_record(user=user, kind=BillingEvent.Kind.SUBSCRIBED, source=source, plan=plan.code)
         elif was_entitled and entitled and before[0] != plan.pk:

@@ -11,6 +11,9 @@ import json
 import sys
 import time
 
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
 from . import config as qm_config
 from .api import Api, ApiError
 
@@ -112,8 +115,6 @@ def _logs(api: Api, args) -> int:
         lines = api.get(f"/api/saas/instances/{args.instance_id}/logs", lines=args.lines)["lines"]
         print(json.dumps(lines, indent=2) if args.json else "\n".join(lines))
         return 0
-    from websockets.exceptions import ConnectionClosed
-    from websockets.sync.client import connect
 
     url = api.websocket_url(f"/api/saas/instances/{args.instance_id}/logs/stream?lines={args.lines}")
     try:

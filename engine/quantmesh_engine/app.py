@@ -19,6 +19,7 @@ from pathlib import Path
 from . import __version__
 from .config import ConfigError, EngineConfig, load_config, money_problems
 from .exchanges.base import AuthError, Exchange, ExchangeError
+from .exchanges.dialects import dialect_for
 from .exchanges.paper import PAPER_MIN_COST, TRADE_PREFIX, PaperExchange, PriceFileError, read_prices
 from .logs import event
 from .platform import Platform, load_platform, load_run_keys
@@ -169,8 +170,6 @@ class Engine:
                 fee = self.exchange.fee_rate(symbol, maker=config.grid.post_only)
                 min_cost, min_amount = market.min_cost, market.min_amount
             else:
-                from .exchanges.dialects import dialect_for  # live only
-
                 min_cost = dialect_for(config.exchange_id).min_notional
             problems += money_problems(
                 config.grid,

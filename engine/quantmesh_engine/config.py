@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from .exchanges.dialects import dialect_for
+
 # Names customers use that ccxt spells differently (Gate.io is `gate`, Huobi is `htx`).
 # ccxt is pinned to a release that still ships BitMEX.
 EXCHANGE_ALIASES = {"gate.io": "gate", "gateio": "gate", "huobi": "htx", "okex": "okx"}
@@ -300,7 +302,7 @@ def _pairs_within_plan(config: EngineConfig, plan: PlanLimits) -> str | None:
 
 
 def _post_only_supported(config: EngineConfig, plan: PlanLimits) -> str | None:
-    if config.grid.post_only and not config.is_paper and not _dialect(config.exchange_id).post_only:
+    if config.grid.post_only and not config.is_paper and not dialect_for(config.exchange_id).post_only:
         return (
             f"grid.post_only: {config.exchange.name} cannot place post-only orders; set grid.post_only: false to "
             "trade with plain limit orders (they may take liquidity and pay the taker fee)"
@@ -330,12 +332,6 @@ def parse_config(data: Any, *, max_trading_pairs: int | None = None, paper_only:
     if errors:
         raise ConfigError(errors)
     return config
-
-
-def _dialect(exchange_id: str):
-    from .exchanges.dialects import dialect_for  # only for live exchanges
-
-    return dialect_for(exchange_id)
 
 
 def _plain_file_name(name: Any) -> bool:
@@ -376,7 +372,7 @@ def _exchange_known(name: str) -> bool:
     key = EXCHANGE_ALIASES.get(name.lower(), name.lower())
     if key == PAPER:
         return True
-    import ccxt
+    import ccxt  # large (tens of MB resident): loaded only to check a live exchange's name
 
     return key in ccxt.exchanges
 

@@ -5,28 +5,26 @@ from __future__ import annotations
 
 from functools import cache
 
+from django.conf import settings
+
 from .base import RuntimeBackend
+from .docker import DockerBackend
+from .memory import MemoryBackend
+from .process import ProcessBackend
+from .swarm import SwarmBackend
 
 
 @cache
 def get_backend() -> RuntimeBackend:
-    from django.conf import settings
-
     if settings.QM_RUNTIME_BACKEND == "process":
-        from .process import ProcessBackend
-
         return ProcessBackend(root=settings.QM_PROCESS_ROOT, keys_root=settings.QM_RUN_KEYS_DIR or None)
     if settings.QM_RUNTIME_BACKEND == "docker":
-        from .docker import DockerBackend
-
         return DockerBackend(
             network=settings.QM_DOCKER_NETWORK,
             scope=settings.QM_RUNTIME_SCOPE,
             keys_root=settings.QM_RUN_KEYS_DIR or None,
         )
     if settings.QM_RUNTIME_BACKEND == "swarm":
-        from .swarm import SwarmBackend
-
         return SwarmBackend(
             network=settings.QM_DOCKER_NETWORK,
             stop_timeout=settings.QM_STOP_TIMEOUT_SECONDS,
@@ -36,8 +34,6 @@ def get_backend() -> RuntimeBackend:
             node_engines=settings.QM_SWARM_NODE_ENGINES,
         )
     if settings.QM_RUNTIME_BACKEND == "memory":
-        from .memory import MemoryBackend
-
         return MemoryBackend()
     raise ValueError(
         f"QM_RUNTIME_BACKEND={settings.QM_RUNTIME_BACKEND!r}: use 'process', 'docker', 'swarm' or 'memory' (tests)"

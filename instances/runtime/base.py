@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,8 +48,6 @@ def free_port() -> int:
 
 def default_keys_root() -> Path:
     """The host's tmpfs (/dev/shm), or the temporary directory where a system has none."""
-    import tempfile
-
     base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()  # noqa: S108
     return Path(base) / f"quantmesh-keys-{os.getuid()}"
 
@@ -64,8 +64,6 @@ def host_keys_dir(root, instance_id: str, mode: int = 0o700) -> Path:
 
 
 def remove_keys_dir(root, instance_id: str) -> None:
-    import shutil
-
     shutil.rmtree(Path(root) / instance_id, ignore_errors=True)
 
 

@@ -202,38 +202,33 @@ def _require_room_to_run(instance: Instance) -> None:
 
 
 def instance_start(*, instance: Instance, actor=None) -> Instance:
+    return _run_requested(instance=instance, actor=actor, restart=False)
+
+
+def instance_restart(*, instance: Instance, actor=None) -> Instance:
+    return _run_requested(instance=instance, actor=actor, restart=True)
+
+
+def _run_requested(*, instance: Instance, actor, restart: bool) -> Instance:
+    """Ask for the instance to run, within the owner's plan and under the owner's lock: a restart always
+    goes through; a start of an instance already meant to run (and not failed) changes nothing."""
     _require_plan(instance.owner)
-    instances_enforce_plan(owner=instance.owner, reason="start")
+    instances_enforce_plan(owner=instance.owner, reason="restart" if restart else "start")
     with transaction.atomic():
         _lock_owner(instance.owner)
         instance = instance_locked(instance)
         if instance.status in (S.DELETING, S.DELETED):
             raise ServiceError(code="instance_deleted", message="This instance is being deleted.", status=409)
-        if instance.desired_state == D.RUNNING and instance.status != S.FAILED:
+        if not restart and instance.desired_state == D.RUNNING and instance.status != S.FAILED:
             return instance
         _require_room_to_run(instance)
         instance.desired_state = D.RUNNING
         instance.restart_count = 0
         instance.next_restart_at = None
-        status_set(instance, S.PROVISIONING, kind=K.START_REQUESTED, actor=actor)
-        instance.save(update_fields=RESTART_FIELDS)
-        _enqueue_converge(instance)
-    return instance
-
-
-def instance_restart(*, instance: Instance, actor=None) -> Instance:
-    _require_plan(instance.owner)
-    instances_enforce_plan(owner=instance.owner, reason="restart")
-    with transaction.atomic():
-        _lock_owner(instance.owner)
-        instance = instance_locked(instance)
-        if instance.status in (S.DELETING, S.DELETED):
-            raise ServiceError(code="instance_deleted", message="This instance is being deleted.", status=409)
-        _require_room_to_run(instance)
-        instance.desired_state = D.RUNNING
-        instance.restart_count = 0
-        instance.next_restart_at = None
-        status_set(instance, S.RESTARTING, kind=K.RESTART_REQUESTED, actor=actor)
+        if restart:
+            status_set(instance, S.RESTARTING, kind=K.RESTART_REQUESTED, actor=actor)
+        else:
+            status_set(instance, S.PROVISIONING, kind=K.START_REQUESTED, actor=actor)
         instance.save(update_fields=RESTART_FIELDS)
         _enqueue_converge(instance)
     return instance

@@ -13,7 +13,10 @@ import sys
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+
+from quantmesh.security import EmbeddedKeyLoopbackOnly, embedded_key_in_use, is_loopback
+from quantmesh.server import WorkersNeedRedis, gunicorn_argv, web_workers
 
 
 class Command(BaseCommand):
@@ -26,11 +29,6 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args, host, port, **options):
-        from django.core.management.base import CommandError
-
-        from quantmesh.security import EmbeddedKeyLoopbackOnly, embedded_key_in_use, is_loopback
-        from quantmesh.server import WorkersNeedRedis, gunicorn_argv, web_workers
-
         if embedded_key_in_use() and not is_loopback(host):
             raise CommandError(f"Refusing to listen on {host}: {EmbeddedKeyLoopbackOnly.MESSAGE}")
         try:
