@@ -11,12 +11,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from instances.proxy import InstanceRouter  # noqa: E402
 from instances.routing import websocket_urlpatterns  # noqa: E402
+from quantmesh.request_gate import RequestGate  # noqa: E402
 from quantmesh.security import EmbeddedKeyLoopbackOnly  # noqa: E402
 
 application = EmbeddedKeyLoopbackOnly(
     ProtocolTypeRouter(
         {
-            "http": InstanceRouter(django_asgi_app),
+            # Only the portal's own requests queue at the gate: instance hosts' traffic is proxied to
+            # engines on the event loop.
+            "http": InstanceRouter(RequestGate(django_asgi_app)),
             # Session auth for the console; bearer tokens are checked by the consumer itself.
             "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
         }

@@ -108,6 +108,11 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 # A persistent connection that died with a database restart is replaced instead of failing a request.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=16)  # PostgreSQL only
+# quantmesh/request_gate.py: HTTP requests running Django code at once in one process (the rest wait
+# on the event loop, at most QM_REQUEST_QUEUE_SECONDS): no more than the pool has connections.
+QM_REQUEST_CONCURRENCY = env.int("QM_REQUEST_CONCURRENCY", default=DATABASE_POOL_SIZE or 16)
+QM_REQUEST_QUEUE_SECONDS = env.float("QM_REQUEST_QUEUE_SECONDS", default=30)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     options = DATABASES["default"].setdefault("OPTIONS", {})
     # An unreachable database answers 503 within seconds instead of hanging requests.
@@ -116,11 +121,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # runs every in-flight request on a thread of its own: without a pool, 200 concurrent clients
     # would open 200 connections, past PostgreSQL's max_connections). A request waits up to
     # DATABASE_POOL_TIMEOUT for one; with CONN_HEALTH_CHECKS each is checked before use (a restart).
-    pool_size = env.int("DATABASE_POOL_SIZE", default=16)
-    if pool_size:
+    if DATABASE_POOL_SIZE:
         options["pool"] = {
             "min_size": 1,
-            "max_size": pool_size,
+            "max_size": DATABASE_POOL_SIZE,
             "timeout": env.float("DATABASE_POOL_TIMEOUT", default=3),
         }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
