@@ -48,13 +48,13 @@ def run() -> list[Result]:
     env = bench_env()
     results = []
     for backend in BACKENDS:
-        figures = {}
+        by_size = {}
         for size in SIZES:
             runs = [figures(env, size, backend) for _ in range(REPEATS if size == SIZES[-1] else 1)]
-            figures[size] = {
+            by_size[size] = {
                 key: statistics.median(r[key] for r in runs) for key in ("seconds", "metrics_seconds", "queries")
             }
-        for size, f in figures.items():
+        for size, f in by_size.items():
             total = f["seconds"] + f["metrics_seconds"]
             target = "<= 5 s" if size == SIZES[-1] else ""
             results.append(Result(f"{backend}: reconcile + metrics, {size} instances", total, "s", target))
@@ -62,6 +62,6 @@ def run() -> list[Result]:
             results.append(
                 Result(f"{backend}: reconcile SQL queries, {size} instances", f["queries"], "count", "constant")
             )
-        ratio = figures[SIZES[-1]]["seconds"] / figures[SIZES[0]]["seconds"]
+        ratio = by_size[SIZES[-1]]["seconds"] / by_size[SIZES[0]]["seconds"]
         results.append(Result(f"{backend}: reconcile 10k/2.5k time ratio (linear = 4)", ratio, "ratio", "~4"))
     return results
