@@ -66,7 +66,7 @@ ZH = {
     "Strategy": "策略",
     "Fixed grid": "固定网格",
     "Interval": "网格间距",
-    "Adaptive strategy · AI-tuned": "自适应策略 · AI 调参",
+    "Adaptive strategy · AI-tuned": "自适应策略 · AI 调优",
     "Volatility": "波动率",
     "Inventory skew": "库存偏移",
     "levels lower for buys": "档（买单下移）",

@@ -102,7 +102,7 @@ def test_the_config_page_has_the_strategy_fields_and_saves_them(data_dir):
         await wait_for(lambda: engine.state == "running")
         async with session.get(base + "/config", cookies={"qm_language": "zh-hans"}) as response:
             page = await response.text()
-        assert '<option value="adaptive">自适应策略 · AI 调参</option>' in page
+        assert '<option value="adaptive">自适应策略 · AI 调优</option>' in page
         assert "波动率半衰期（秒）" in page and "买单最多下移这么多档" in page and "adaptive-not-in-plan" not in page
         token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
         form = {
