@@ -28,6 +28,11 @@ def apply_limits(instance_id: str) -> None:
 
 
 @shared_task(acks_late=True, autoretry_for=RETRIED, retry_backoff=2, max_retries=5)
+def platform_refresh(instance_id: str) -> bool:
+    return services.instance_platform_refresh(instance_id=instance_id)
+
+
+@shared_task(acks_late=True, autoretry_for=RETRIED, retry_backoff=2, max_retries=5)
 def migrate(instance_id: str) -> str | None:
     instance = services.instance_migrate_run(instance_id=instance_id)
     return instance.migration.get("step", "done") if instance else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -18,6 +19,16 @@ from billing.services import plan_catalogue_sync, subscription_grant_local
 from .factories import DEFAULT_PASSWORD, UserFactory
 
 REQUIRE_SERVICES = os.environ.get("QM_REQUIRE_SERVICES") == "1"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def require_service(available: bool, why: str) -> None:
@@ -139,3 +150,17 @@ def django_db_modify_db_settings(
         from quantmesh.dbtemplate import database_from_template
 
         database_from_template(connection.settings_dict, connection.creation._get_test_db_name())
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """Headless Debian Chromium through Playwright, for the console's browser tests."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    require_service(Path(CHROMIUM).exists(), "Debian's chromium is not installed (apt-get install chromium)")
+    # Playwright's sync API runs an event loop in this thread: Django would take the test's own
+    # database reads (plain synchronous code) for async code and refuse them.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

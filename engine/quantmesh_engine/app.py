@@ -9,6 +9,7 @@ reconciles once the exchange answers again; only a failed connection builds them
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import sqlite3
@@ -17,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, EngineConfig, load_config, money_problems
+from .config import ADAPTIVE_NOT_IN_PLAN, ConfigError, EngineConfig, load_config, money_problems
 from .exchanges.base import AuthError, Exchange, ExchangeError
 from .exchanges.dialects import dialect_for
 from .exchanges.paper import PAPER_MIN_COST, TRADE_PREFIX, PaperExchange, PriceFileError, read_prices
@@ -53,7 +54,9 @@ class Engine:
         self.error = ""
         # Why trading stopped, as a code the portal shows in words (ERROR_CAUSES); empty when not in error.
         self.error_cause = ""
-        self.config: EngineConfig | None = None
+        self.config: EngineConfig | None = None  # what trades: the saved config within the plan
+        # Why the trading config differs from the saved one (a downgrade took the adaptive strategy).
+        self.strategy_notice = ""
         self.exchange: Exchange | None = None
         self.traders: list[Trader] = []
         self.last_tick_at: float | None = None
@@ -70,6 +73,11 @@ class Engine:
         return bool(self.platform and self.platform.paper_only)
 
     @property
+    def adaptive_strategy(self) -> bool:
+        """The plan includes the adaptive strategy (no platform.yaml: local development, no plan)."""
+        return self.platform.adaptive_strategy if self.platform else True
+
+    @property
     def proxy_secret(self) -> str | None:
         if "proxy_secret" in self.run_keys:
             return self.run_keys["proxy_secret"]
@@ -78,10 +86,27 @@ class Engine:
     def secrets(self) -> ExchangeSecrets:
         return self.secret_store.load()
 
-    def load_config(self) -> EngineConfig:
-        # The portal rewrites platform.yaml when the plan changes: read it with every config load.
+    def refresh_platform(self) -> None:
+        # The portal rewrites platform.yaml when the plan changes: read it with every config load and write.
         self.platform = load_platform(self.data_dir / "platform.yaml")
+
+    def load_config(self) -> EngineConfig:
+        """config.yaml as saved, held against the plan. A saved adaptive strategy the plan no longer
+        includes (a downgrade) is no error here: trading falls back to the grid (trading_config), and
+        only writes that select it are refused."""
+        self.refresh_platform()
         return load_config(self.config_path, max_trading_pairs=self.max_trading_pairs, paper_only=self.paper_only)
+
+    def trading_config(self, saved: EngineConfig) -> EngineConfig:
+        """What trades: `saved`, with the fixed grid (its own grid settings) instead of an adaptive
+        strategy the plan does not include, and the notice saying so."""
+        if saved.strategy.kind == "adaptive" and not self.adaptive_strategy:
+            if not self.strategy_notice:
+                event(logger, logging.WARNING, ADAPTIVE_NOT_IN_PLAN + ": trading the fixed grid")
+            self.strategy_notice = ADAPTIVE_NOT_IN_PLAN + ": trading the fixed grid"
+            return dataclasses.replace(saved, strategy=dataclasses.replace(saved.strategy, kind="grid"))
+        self.strategy_notice = ""
+        return saved
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -209,7 +234,7 @@ class Engine:
         backoff = BACKOFF_START
         while True:
             try:
-                self.config = self.load_config()
+                self.config = self.trading_config(self.load_config())
             except ConfigError as error:
                 self._fail(f"invalid config: {error}", cause="config_error")
                 return  # nothing to retry until the customer saves a valid config

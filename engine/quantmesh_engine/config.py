@@ -289,6 +289,7 @@ class PlanLimits:
 
     max_trading_pairs: int | None = None
     paper_only: bool = False
+    adaptive_strategy: bool = True
 
 
 def _pairs_within_plan(config: EngineConfig, plan: PlanLimits) -> str | None:
@@ -316,18 +317,34 @@ def _paper_on_trial(config: EngineConfig, plan: PlanLimits) -> str | None:
     return None
 
 
-CROSS_FIELD_CHECKS = (_pairs_within_plan, _post_only_supported, _paper_on_trial)
+# The engine knows the plan's features, not its name; the portal's refusal names the plan.
+ADAPTIVE_NOT_IN_PLAN = "adaptive strategy not included in the plan"
 
 
-def parse_config(data: Any, *, max_trading_pairs: int | None = None, paper_only: bool = False) -> EngineConfig:
+def _adaptive_in_plan(config: EngineConfig, plan: PlanLimits) -> str | None:
+    if config.strategy.kind == "adaptive" and not plan.adaptive_strategy:
+        return (
+            f"strategy.kind: {ADAPTIVE_NOT_IN_PLAN} (Adaptive strategy · AI-tuned comes with the plans that "
+            "include AI strategy); use kind: grid, or upgrade your plan"
+        )
+    return None
+
+
+CROSS_FIELD_CHECKS = (_pairs_within_plan, _post_only_supported, _paper_on_trial, _adaptive_in_plan)
+
+
+def parse_config(
+    data: Any, *, max_trading_pairs: int | None = None, paper_only: bool = False, adaptive_strategy: bool = True
+) -> EngineConfig:
     """Validate a config mapping; raises ConfigError listing every problem with its field: first
-    each field on its own, then the checks that span fields or the plan."""
+    each field on its own, then the checks that span fields or the plan. The plan defaults to no
+    limits (an engine without platform.yaml, the advisor's backtests)."""
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError([": must be a mapping"])
     errors: list[str] = []
     config = _section(EngineConfig, data, "", errors)
-    plan = PlanLimits(max_trading_pairs=max_trading_pairs, paper_only=paper_only)
+    plan = PlanLimits(max_trading_pairs=max_trading_pairs, paper_only=paper_only, adaptive_strategy=adaptive_strategy)
     errors.extend(problem for check in CROSS_FIELD_CHECKS if (problem := check(config, plan)))
     if errors:
         raise ConfigError(errors)

@@ -66,7 +66,7 @@ ZH = {
     "Strategy": "策略",
     "Fixed grid": "固定网格",
     "Interval": "网格间距",
-    "Adaptive strategy · AI-tuned": "自适应策略 · AI 调参",
+    "Adaptive strategy · AI-tuned": "自适应策略 · AI 调优",
     "Volatility": "波动率",
     "Inventory skew": "库存偏移",
     "levels lower for buys": "档（买单下移）",
@@ -77,6 +77,40 @@ ZH = {
     "fees; while it holds inventory the grid buys lower. Changes are limited to one per re-centring period.": (
         "网格间距随实测波动率调整，且绝不低于一次买卖往返所付的手续费；持有库存时，网格在更低的价格买入。"
         "每个再居中周期内最多调整一次。"
+    ),
+    # The strategy on the config page, and a plan without the adaptive strategy (issue 22).
+    "adaptive strategy not included in the plan: trading the fixed grid": "套餐不包含自适应策略：按固定网格交易",
+    "Not included in your plan: upgrade to a plan with AI strategy to use it.": (
+        "您的套餐不包含此功能：升级到包含 AI 策略的套餐即可使用。"
+    ),
+    "The parameters below apply to the adaptive strategy only; the grid fields above give its order size, "
+    "windows, layers and starting interval.": (
+        "以下参数仅用于自适应策略；上方的网格字段决定它的每单金额、买卖窗口、层数和初始间距。"
+    ),
+    "Spread (× volatility over the horizon)": "价差倍数（× 预测周期内的波动）",
+    "The interval is this many times the price's expected move over the horizon.": (
+        "网格间距为价格在预测周期内预期波动的这一倍数。"
+    ),
+    "Horizon (seconds)": "预测周期（秒）",
+    "The period whose expected price move sets the interval.": "以该周期内的预期价格波动来确定网格间距。",
+    "Volatility half-life (seconds)": "波动率半衰期（秒）",
+    "How fast the volatility estimate forgets old prices (an EWMA of squared log returns).": (
+        "波动率估计遗忘旧价格的快慢（对数收益平方的指数加权移动平均）。"
+    ),
+    "Maximum interval (% of the price)": "最大间距（占价格的 %）",
+    "The interval never exceeds this share of the price.": "网格间距绝不超过价格的这一比例。",
+    "Skew per held layer (levels)": "每持有一层的偏移（档）",
+    "How many levels lower the buys step for each layer held.": "每持有一层，买单下移的档数。",
+    "Maximum skew (levels)": "最大偏移（档）",
+    "The buys never sit more than this many levels lower: your bound on the inventory skew.": (
+        "买单最多下移这么多档：这是您为库存偏移设定的上限。"
+    ),
+    "Minimum time between re-centrings (seconds)": "两次再居中的最短间隔（秒）",
+    "At most one change of interval this often, so orders are not churned (falling under the fee floor "
+    "re-centres at once).": "在此时间内最多调整一次间距，避免频繁撤单（低于手续费底线时立即调整）。",
+    "Minimum change to re-centre (%)": "触发再居中的最小变化（%）",
+    "Re-centre only when the wanted interval differs from the current one by at least this much.": (
+        "只有目标间距与当前间距相差至少这一比例时才再居中。"
     ),
 }
 

@@ -16,6 +16,10 @@ class Platform:
     proxy_secret: str | None = None
     paper_only: bool = False  # the no-card trial trades on the paper exchange only
     console_url: str = ""  # the instance's page in the portal's console (the engine pages link back)
+    # The plan includes the adaptive strategy. Absent from the file means no: a platform file from a
+    # portal that predates the flag cannot vouch for the plan, and failing closed costs the customer
+    # nothing worse than the fixed grid (with a notice) until the portal next writes the file.
+    adaptive_strategy: bool = False
 
     def __repr__(self) -> str:
         return f"Platform(instance_id={self.instance_id!r}, max_trading_pairs={self.max_trading_pairs!r})"
@@ -33,6 +37,7 @@ def load_platform(path: Path) -> Platform | None:
         proxy_secret=str(data["proxy_secret"]) if data.get("proxy_secret") else None,
         paper_only=bool(data.get("paper_only", False)),
         console_url=str(data.get("console_url") or ""),
+        adaptive_strategy=bool(data.get("adaptive_strategy", False)),
     )
 
 

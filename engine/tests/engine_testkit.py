@@ -77,7 +77,9 @@ def run_steps(trader: Trader, count: int) -> None:
     asyncio.run(go())
 
 
-def write_platform(data_dir: Path, *, secret: str = "proxy-secret-for-tests", max_pairs: int | None = 5) -> str:
+def write_platform(
+    data_dir: Path, *, secret: str = "proxy-secret-for-tests", max_pairs: int | None = 5, adaptive_strategy: bool = True
+) -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "platform.yaml").write_text(
         yaml.safe_dump(
@@ -87,6 +89,7 @@ def write_platform(data_dir: Path, *, secret: str = "proxy-secret-for-tests", ma
                 "max_trading_pairs": max_pairs,
                 "proxy_secret": secret,
                 "console_url": "https://portal.test/instances/qm-test01-1700000000",
+                "adaptive_strategy": adaptive_strategy,
             }
         )
     )

@@ -25,9 +25,9 @@ FAST_PAPER = {
 }
 
 
-def serve(data_dir, scenario, *, config: dict | None = None, max_pairs: int | None = 5):
+def serve(data_dir, scenario, *, config: dict | None = None, max_pairs: int | None = 5, adaptive_strategy: bool = True):
     """Run `scenario(session, base_url, engine)` against a live engine serving `data_dir`."""
-    secret = write_platform(data_dir, max_pairs=max_pairs)
+    secret = write_platform(data_dir, max_pairs=max_pairs, adaptive_strategy=adaptive_strategy)
     (data_dir / "config.yaml").write_text(yaml.safe_dump(config if config is not None else FAST_PAPER))
 
     async def main():

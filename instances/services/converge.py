@@ -46,6 +46,23 @@ def instance_apply_limits(*, instance_id: str) -> None:
     backend.update_limits(instance_id, instance.cpu_limit, instance.memory_limit_mb)
 
 
+def instance_platform_refresh(*, instance_id: str) -> bool:
+    """Idempotent: rewrite the engine's platform file when the owner's entitlements changed what it
+    says while the instance's plan stayed (a trial subscribed, the AI strategy gained or lost). The
+    engine reads it at its next config load or write. True when the file was rewritten."""
+    instance = Instance.objects.select_related("plan", "owner").filter(instance_id=instance_id).first()
+    if instance is None or instance.status in (S.DELETED, S.DELETING):
+        return False
+    backend = get_backend()
+    if backend.status(instance_id).state == RuntimeState.MISSING:
+        return False  # written with the current entitlements when it next starts
+    files = instance_spec(instance).files
+    if backend.read_file(instance_id, "platform.yaml") == files["platform.yaml"]:
+        return False
+    backend.write_files(instance_id, files)
+    return True
+
+
 def _migration_step(instance: Instance, step: str, **detail) -> None:
     instance.migration = {**instance.migration, "step": step, **detail}
     Instance.objects.filter(pk=instance.pk).update(migration=instance.migration)
@@ -120,11 +137,14 @@ def instance_secrets_reencrypt() -> int:
 
 def instance_spec(instance: Instance) -> InstanceSpec:
     plan = instance.plan
+    rights = entitlements_for(instance.owner)
     platform = {
         "instance_id": instance.instance_id,
         "owner": instance.owner_id,
         "max_trading_pairs": plan.max_trading_pairs,
-        "paper_only": entitlements_for(instance.owner).paper_only,
+        "paper_only": rights.paper_only,
+        # The engine refuses `strategy.kind: adaptive` without it (and trades the grid instead).
+        "adaptive_strategy": rights.has_feature("ai_strategy"),
         "console_url": f"{settings.QM_PUBLIC_URL}/instances/{instance.instance_id}",
     }
     # Handed over outside the volume (tmpfs or Docker secret), never written onto it.

@@ -167,7 +167,9 @@ def instances_enforce_plan(*, owner, reason: str, follow_plan: bool = False) -> 
             for instance in live:
                 above = instance.plan.tier > rights.plan.tier
                 if instance.plan_id != rights.plan.pk and (above or follow_plan):
-                    instance_change_plan(instance=instance, plan=rights.plan)
+                    instance_change_plan(instance=instance, plan=rights.plan)  # its platform file too
+                else:  # the engine's own checks (trial, AI strategy) follow the owner, not the instance's plan
+                    enqueue_on_commit(tasks.platform_refresh, instance.instance_id)
         running = [i for i in live if i.desired_state == D.RUNNING]
         if rights.plan is None:
             over, why = running, f"No active plan ({reason}): the instance was stopped; its data is kept."

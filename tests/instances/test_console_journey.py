@@ -20,35 +20,14 @@ from playwright.sync_api import expect
 from tests.db import committing_db
 from tests.i18n_check import untranslated
 
-from ..conftest import require_service
 from ..live_server import live_portal
 
 pytestmark = committing_db
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "journey-passphrase-2026"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 BAD_CONFIG = b"grid: {max_layers: 0}\n"
-
-
-@pytest.fixture
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    require_service(Path(CHROMIUM).exists(), "Debian's chromium is not installed (apt-get install chromium)")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def unlabelled(page) -> list[str]:

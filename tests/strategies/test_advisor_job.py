@@ -173,3 +173,32 @@ def test_the_instance_proxy_gates_adaptive_config_writes(customer, customer_clie
         else:
             assert response.status == 200, body
             assert engine_config(running_instance)["strategy"]["kind"] == "adaptive"
+
+
+def test_the_engine_itself_refuses_adaptive_to_a_plan_without_it(customer_client, running_instance, runtime):
+    """Traefik routes engine config writes straight to the engine (forward-auth only), past the
+    portal's proxy: the engine holds the write against the plan the portal wrote into platform.yaml."""
+    import yaml
+
+    from instances.engine_client import engine_request
+
+    def platform() -> dict:
+        return yaml.safe_load(runtime.read_file(running_instance.instance_id, "platform.yaml"))
+
+    def direct_write(config: dict):
+        return engine_request(
+            running_instance, "/api/config", backend=runtime, timeout=10, method="PUT", json_body={"config": config}
+        )
+
+    assert platform()["adaptive_strategy"] is True  # Professional
+    config = engine_config(running_instance)
+    response = customer_client.post("/api/billing/subscriptions/update-plan", {"new_plan": "personal"}, format="json")
+    assert response.status_code == 200, response.content
+    assert platform()["adaptive_strategy"] is False  # rewritten with the plan, in place
+    refused = direct_write({**config, "strategy": {"kind": "adaptive"}})
+    assert refused.status == 400, refused.body
+    error = refused.json()["error"]
+    assert error["code"] == "invalid_config"
+    assert error["message"].startswith("strategy.kind: adaptive strategy not included in the plan")
+    assert engine_config(running_instance)["strategy"]["kind"] == "grid"
+    assert direct_write({**config, "strategy": {"kind": "grid", "spread": 3}}).status == 200

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from billing.models import Plan
 from instances.models import Instance
+from instances.services.converge import instance_spec
+from quantmesh.crypto import encrypt
 from strategies.gating import selects_adaptive
 
 
@@ -76,3 +79,20 @@ def test_config_writes_that_select_adaptive_are_recognised():
     form = "application/x-www-form-urlencoded"
     assert selects_adaptive(content_type=form, body=b"exchange=paper&strategy_kind=adaptive&symbols=BTC%2FUSDT")
     assert not selects_adaptive(content_type=form, body=b"exchange=paper&strategy_kind=grid")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "plan, included", [("personal", False), ("professional", True), ("enterprise", True), (None, False)]
+)
+def test_the_engines_platform_file_says_whether_the_plan_includes_the_adaptive_strategy(
+    user, subscribe, plan, included
+):
+    """The engine refuses `strategy.kind: adaptive` itself (a write that bypasses the portal's proxy)
+    by what the portal writes here: the owner's entitlements (None: the free trial)."""
+    if plan:
+        subscribe(user, plan)
+    instance = _instance(user)
+    instance.proxy_secret_encrypted = encrypt("proxy-secret")
+    platform = yaml.safe_load(instance_spec(instance).files["platform.yaml"])
+    assert platform["adaptive_strategy"] is included

@@ -52,6 +52,8 @@ def status_payload(engine: Engine) -> dict:
         "last_tick_at": iso(engine.last_tick_at),
         # The first symbol's strategy (each symbol's is in its entry): what it does now and why.
         "strategy": symbols[0]["strategy"] if symbols else {"kind": config.strategy.kind if config else "grid"},
+        # Set when the saved strategy is not what trades: "adaptive strategy not included in the plan: ...".
+        "strategy_notice": engine.strategy_notice or None,
         "risk_triggers": {
             k: v for k, v in engine.counters.items() if k in {"rapid_decline", "stop_loss", "daily_loss_limit"}
         },
@@ -79,8 +81,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def _warnings(engine: Engine) -> list[str]:
-    """What keeps a running engine from trading as configured: risk pauses and skipped orders."""
-    warnings = []
+    """What keeps a running engine from trading as configured: a strategy the plan lacks, risk
+    pauses and skipped orders."""
+    warnings = [engine.strategy_notice] if engine.strategy_notice else []
     for trader in engine.traders:
         if trader.view.state != "ok":
             warnings.append(

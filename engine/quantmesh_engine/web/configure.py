@@ -22,6 +22,7 @@ def config_view(engine: Engine) -> dict:
         "secrets": engine.secrets().masked(),
         "errors": problems,
         "max_trading_pairs": engine.max_trading_pairs,
+        "adaptive_strategy": engine.adaptive_strategy,
     }
 
 
@@ -47,7 +48,13 @@ async def apply_config(engine: Engine, config_data, secrets_data) -> list[str]:
         unknown = [k for k in (secrets_data or {}) if k not in FIELDS]
         if unknown:
             raise ConfigError([f"secrets.{k}: unknown field" for k in unknown])
-        config = parse_config(config_data, max_trading_pairs=engine.max_trading_pairs, paper_only=engine.paper_only)
+        engine.refresh_platform()  # the plan as the portal wrote it last
+        config = parse_config(
+            config_data,
+            max_trading_pairs=engine.max_trading_pairs,
+            paper_only=engine.paper_only,
+            adaptive_strategy=engine.adaptive_strategy,
+        )
         problems = engine.money_problems(config)
         if problems:
             raise ConfigError(problems)

@@ -6,6 +6,17 @@ from ..secrets import FIELDS
 
 GRID_FIELDS = ("price_interval", "order_quote_size", "buy_window", "sell_window", "max_layers")
 RISK_FIELDS = ("stop_loss_pct", "daily_loss_limit", "max_position_quote")
+# The adaptive strategy's parameters (strategy.kind is the `strategy_kind` select).
+STRATEGY_FIELDS = (
+    "spread",
+    "horizon_seconds",
+    "halflife_seconds",
+    "max_interval_pct",
+    "skew_per_layer",
+    "max_skew",
+    "recenter_seconds",
+    "min_change_pct",
+)
 
 
 def _number(raw: str):
@@ -19,14 +30,20 @@ def _number(raw: str):
 
 
 def config_from_form(form, current: dict) -> dict:
-    """The posted fields over the current config: an empty grid field keeps the stored value, an
-    empty risk field turns that limit off."""
+    """The posted fields over the current config: an empty grid or strategy field keeps the stored
+    value, an empty risk field turns that limit off."""
+    strategy = current.get("strategy", {})
     config = {
         **current,
         "exchange": {"name": form.get("exchange", "paper").strip(), "testnet": form.get("testnet") == "1"},
         "symbols": [s.strip() for s in form.get("symbols", "").split(",") if s.strip()],
         "grid": {**current.get("grid", {}), **{k: _number(form.get(k, "")) for k in GRID_FIELDS}},
         "risk": {**current.get("risk", {}), **{k: _number(form.get(k, "")) for k in RISK_FIELDS}},
+        "strategy": {
+            **strategy,
+            "kind": form.get("strategy_kind", strategy.get("kind", "grid")).strip(),
+            **{k: value for k in STRATEGY_FIELDS if (value := _number(form.get(k, ""))) is not None},
+        },
     }
     config["grid"] = {k: v for k, v in config["grid"].items() if v is not None}
     config["grid"]["post_only"] = form.get("post_only") == "1"

@@ -13,7 +13,7 @@ from ..secrets import mask
 from .api import status_payload
 from .common import ENGINE_KEY, iso
 from .configure import apply_config, config_view
-from .forms import config_from_form, secrets_from_form
+from .forms import STRATEGY_FIELDS, config_from_form, secrets_from_form
 from .security import CSRF_FIELD, csrf_refused, csrf_token, forged_form
 
 STYLESHEET = """body{font-family:system-ui,-apple-system,"PingFang SC","Microsoft YaHei",sans-serif;margin:0;
@@ -22,7 +22,8 @@ flex-wrap:wrap;gap:6px 16px;align-items:center}header a{color:#93c5fd}main{max-w
 .card{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:16px;margin-bottom:16px;overflow-wrap:anywhere}
 table{width:100%;border-collapse:collapse}td,th{text-align:left;padding:4px 8px;border-bottom:1px solid #e5e7eb;
 font-variant-numeric:tabular-nums}.error{color:#b91c1c}.ok{color:#047857}.muted{color:#4b5563}
-label{display:block;margin-top:10px}input{padding:6px;width:100%;max-width:380px;box-sizing:border-box}
+label{display:block;margin-top:10px}input,select{padding:6px;width:100%;max-width:380px;box-sizing:border-box}
+.help{display:block;font-size:.9em;color:#4b5563;max-width:560px}
 input[type=checkbox]{width:auto}button{margin-top:14px;padding:8px 16px;background:#1d4ed8;color:#fff;border:0;
 border-radius:6px;font-size:1rem}dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px}dd{margin:0}
 .badge{display:inline-block;padding:2px 10px;border-radius:999px;border:1px solid;font-weight:600}
@@ -118,6 +119,8 @@ async def page_status(request: web.Request) -> web.Response:
     parts = [f'<div class="card"><h1>{t("Status")}{t(": ")}<span class="badge tone-{tone}">{t(words)}</span></h1>']
     if status["trading_reason"]:
         parts.append(f"<p><code>{e(status['trading_reason'])}</code></p>")
+    if status["strategy_notice"]:
+        parts.append(f'<p class="badge tone-warn" id="strategy-notice">{t(status["strategy_notice"])}</p>')
     if status["trading_state"] in ("error", "paused"):
         parts.append(f'<p><a href="/config">{t("Fix the configuration")}</a></p>')
     tick = status["last_tick_at"]
@@ -195,8 +198,10 @@ def _config_form(request: web.Request, config: dict, secrets: dict, errors: list
     symbols_label = t("Symbols, comma separated")
     if pairs:
         symbols_label += t(" (your plan: at most {pairs})").format(pairs=pairs)
+    notice = engine.strategy_notice
     return (
         (f'<div class="card error"><ul>{problems}</ul></div>' if problems else "")
+        + (f'<div class="card"><span class="badge tone-warn">{e(t(notice))}</span></div>' if notice else "")
         + f'<form method="post" class="card"><h1>{e(t("Configuration"))}</h1>'
         + f'<input type="hidden" name="{CSRF_FIELD}" value="{e(csrf_token(engine))}">'
         + field("exchange", t("Exchange (paper, binance, okx, bybit, …)"), exchange.get("name", "paper"))
@@ -219,9 +224,77 @@ def _config_form(request: web.Request, config: dict, secrets: dict, errors: list
         + '<label><input type="checkbox" name="post_only" value="1"'
         + (" checked" if grid.get("post_only", True) else "")
         + f"> {e(t('Post-only (maker) orders; some exchanges cannot place them'))}</label>"
+        + _strategy_fields(engine, config.get("strategy", {}), t)
         + f'<button type="submit">{e(t("Save and restart"))}</button></form>'
         + _risk_card(engine, t)
     )
+
+
+ADAPTIVE_PARAMETERS_HELP = (
+    "The parameters below apply to the adaptive strategy only; the grid fields above give its order size, "
+    "windows, layers and starting interval."
+)
+
+
+# The adaptive strategy's parameters on the config page: (label, help), in STRATEGY_FIELDS' order.
+STRATEGY_LABELS = {
+    "spread": (
+        "Spread (× volatility over the horizon)",
+        "The interval is this many times the price's expected move over the horizon.",
+    ),
+    "horizon_seconds": ("Horizon (seconds)", "The period whose expected price move sets the interval."),
+    "halflife_seconds": (
+        "Volatility half-life (seconds)",
+        "How fast the volatility estimate forgets old prices (an EWMA of squared log returns).",
+    ),
+    "max_interval_pct": ("Maximum interval (% of the price)", "The interval never exceeds this share of the price."),
+    "skew_per_layer": ("Skew per held layer (levels)", "How many levels lower the buys step for each layer held."),
+    "max_skew": (
+        "Maximum skew (levels)",
+        "The buys never sit more than this many levels lower: your bound on the inventory skew.",
+    ),
+    "recenter_seconds": (
+        "Minimum time between re-centrings (seconds)",
+        "At most one change of interval this often, so orders are not churned (falling under the fee floor "
+        "re-centres at once).",
+    ),
+    "min_change_pct": (
+        "Minimum change to re-centre (%)",
+        "Re-centre only when the wanted interval differs from the current one by at least this much.",
+    ),
+}
+NOT_IN_PLAN = "Not included in your plan: upgrade to a plan with AI strategy to use it."
+
+
+def _strategy_fields(engine: Engine, strategy: dict, t) -> str:
+    """strategy.kind and the adaptive parameters; without the feature in the plan the adaptive option
+    is disabled with the reason, and the grid (what trades then) is selected."""
+    e = html.escape
+    allowed = engine.adaptive_strategy
+    kind = strategy.get("kind", "grid") if allowed else "grid"
+    options = "".join(
+        f'<option value="{value}"'
+        + (" selected" if value == kind else "")
+        + (" disabled" if value == "adaptive" and not allowed else "")
+        + f">{e(t(label))}</option>"
+        for value, label in (("grid", "Fixed grid"), ("adaptive", "Adaptive strategy · AI-tuned"))
+    )
+    parts = [
+        f'<h2>{e(t("Strategy"))}</h2><label for="strategy_kind">{e(t("Strategy"))}</label>'
+        f'<select id="strategy_kind" name="strategy_kind">{options}</select>'
+    ]
+    if not allowed:
+        parts.append(f'<span class="help error" id="adaptive-not-in-plan">{e(t(NOT_IN_PLAN))}</span>')
+    parts.append(f'<p class="help">{e(t(ADAPTIVE_HELP))} {e(t(ADAPTIVE_PARAMETERS_HELP))}</p>')
+    for name in STRATEGY_FIELDS:
+        label, help_text = STRATEGY_LABELS[name]
+        value = strategy.get(name)
+        parts.append(
+            f'<label for="{name}">{e(t(label))}</label>'
+            f'<input id="{name}" name="{name}" value="{e("" if value is None else str(value))}" autocomplete="off"'
+            f' aria-describedby="{name}-help"><span class="help" id="{name}-help">{e(t(help_text))}</span>'
+        )
+    return "".join(parts)
 
 
 def _risk_card(engine: Engine, t) -> str:
