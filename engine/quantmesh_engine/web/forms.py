@@ -29,6 +29,10 @@ def _number(raw: str):
         return raw  # the validator names the field
 
 
+def _filled(form, fields) -> dict:
+    return {k: value for k in fields if (value := _number(form.get(k, ""))) is not None}
+
+
 def config_from_form(form, current: dict) -> dict:
     """The posted fields over the current config: an empty grid or strategy field keeps the stored
     value, an empty risk field turns that limit off."""
@@ -37,15 +41,14 @@ def config_from_form(form, current: dict) -> dict:
         **current,
         "exchange": {"name": form.get("exchange", "paper").strip(), "testnet": form.get("testnet") == "1"},
         "symbols": [s.strip() for s in form.get("symbols", "").split(",") if s.strip()],
-        "grid": {**current.get("grid", {}), **{k: _number(form.get(k, "")) for k in GRID_FIELDS}},
+        "grid": {**current.get("grid", {}), **_filled(form, GRID_FIELDS)},
         "risk": {**current.get("risk", {}), **{k: _number(form.get(k, "")) for k in RISK_FIELDS}},
         "strategy": {
             **strategy,
             "kind": form.get("strategy_kind", strategy.get("kind", "grid")).strip(),
-            **{k: value for k in STRATEGY_FIELDS if (value := _number(form.get(k, ""))) is not None},
+            **_filled(form, STRATEGY_FIELDS),
         },
     }
-    config["grid"] = {k: v for k, v in config["grid"].items() if v is not None}
     config["grid"]["post_only"] = form.get("post_only") == "1"
     return config
 
