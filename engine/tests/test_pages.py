@@ -36,6 +36,7 @@ def test_status_and_config_pages_in_chinese_with_readable_numbers(data_dir):
 def test_an_empty_grid_field_on_the_config_form_keeps_the_stored_value():
     """Clearing a grid field must not silently reset that part of the trading to its default."""
     current = {"grid": {"price_interval": 150, "order_quote_size": 50, "max_layers": 7}, "risk": {}}
-    form = {"exchange": "paper", "symbols": "BTC/USDT", "price_interval": "", "order_quote_size": "60", "max_layers": " "}
+    form = {"exchange": "paper", "symbols": "BTC/USDT", "price_interval": "", "order_quote_size": "60"}
+    form["max_layers"] = " "
     grid = config_from_form(form, current)["grid"]
     assert (grid["price_interval"], grid["order_quote_size"], grid["max_layers"]) == (150, 60, 7)
