@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The wheelhouses the images install from, built on the host so that `docker build` needs no network
 # (pip inside a container may be unable to reach or verify PyPI):
-#   wheels/portal  exactly the wheels requirements.txt pins      (deploy/Dockerfile)
+#   wheels/portal  exactly the wheels requirements.txt pins, and the engine's wheel (deploy/Dockerfile)
 #   wheels/engine  the engine's pinned dependencies and its wheel (engine/Dockerfile)
 # Downloads go to a cache once; later runs build from the cache alone. SOURCE_DATE_EPOCH makes the engine's own wheel byte-identical for
 # unchanged code, so Docker's layer cache holds and an unchanged rebuild takes seconds.
@@ -37,7 +37,12 @@ offline() {
 for image in "${@:-portal engine}"; do
   for image in $image; do
     case $image in
-      portal) wheelhouse wheels/portal requirements.txt ;;
+      portal)
+        wheelhouse wheels/portal requirements.txt
+        # The strategy advisor runs the engine's backtester in the portal's worker (strategies/services.py):
+        # the engine's own wheel, without its exchange dependencies (the portal reads candles from engines).
+        pip_quiet wheel --quiet --no-deps --wheel-dir wheels/portal ./engine
+        rm -rf engine/build ;;
       engine)
         wheelhouse wheels/engine engine/requirements.txt
         pip_quiet wheel --quiet --no-deps --wheel-dir wheels/engine ./engine
