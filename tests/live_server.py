@@ -5,11 +5,14 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+import warnings
 from contextlib import contextmanager
 from urllib.parse import quote, urlparse
 
@@ -43,8 +46,11 @@ def live_portal(daphne_args: tuple[str, ...] = (), **extra_env: str):
         "QM_ENGINE_IMAGE": settings.QM_ENGINE_IMAGE,
         "QM_RUNTIME_SCOPE": settings.QM_RUNTIME_SCOPE,
         "QM_PROVISION_TIMEOUT_SECONDS": str(settings.QM_PROVISION_TIMEOUT_SECONDS),
+        # SIGABRT then prints every thread's stack (see _stop).
+        "PYTHONFAULTHANDLER": "1",
         **extra_env,
     }
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _stop)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -60,7 +66,7 @@ def live_portal(daphne_args: tuple[str, ...] = (), **extra_env: str):
         cwd=settings.BASE_DIR,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -75,8 +81,28 @@ def live_portal(daphne_args: tuple[str, ...] = (), **extra_env: str):
                 time.sleep(0.1)
         yield base, process
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        _stop(process, log)
+
+
+def _stop(process: subprocess.Popen, log, grace: float = 30) -> None:
+    """SIGTERM, as a deployment stops the portal. Daphne waits for requests still running in a thread
+    (an engine scrape waits up to its timeout); past `grace` the process's thread stacks go into a
+    warning, which says what held it, and it is killed so that the next test starts clean."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.seek(0)
+        tail = log.read()[-8000:].decode(errors="replace")
+        warnings.warn(f"daphne did not stop within {grace} s of SIGTERM; its stacks:\n{tail}", stacklevel=2)
+    finally:
+        log.close()
 
 
 def http_request(base: str, host: str, path: str, headers: dict | None = None, method: str = "GET", body=None):
