@@ -1,12 +1,17 @@
 """Billing listening to the rest of the product: a new user who came through a referral link; and to
-its own writes: a subscription or plan saved or deleted makes memoised entitlements stale."""
+its own writes: a subscription or plan saved or deleted makes memoised entitlements stale, in this
+process at once and in every process when it commits."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from allauth.account.signals import user_signed_up
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from . import entitlements_cache
 from .models import Plan, Subscription
 from .selectors import entitlements_forget
 from .services import referral_record
@@ -23,5 +28,8 @@ def record_referral(sender, request, user, **kwargs) -> None:
 
 @receiver([post_save, post_delete], sender=Subscription)
 @receiver([post_save, post_delete], sender=Plan)
-def forget_entitlements(sender, **kwargs) -> None:
+def forget_entitlements(sender, instance, **kwargs) -> None:
     entitlements_forget()
+    # Other processes drop theirs once the write is visible to them (a rollback changes nothing).
+    user_id = instance.user_id if sender is Subscription else None
+    transaction.on_commit(partial(entitlements_cache.bump, user_id=user_id))

@@ -5,13 +5,15 @@ from __future__ import annotations
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 from djstripe.models import Invoice
 
+from . import entitlements_cache
 from .models import Plan, Referral, Subscription
 from .money import money, money_display
 
@@ -77,15 +79,17 @@ _request_memo: ContextVar[dict | None] = ContextVar("qm_entitlements_memo", defa
 
 
 def entitlements_forget() -> None:
-    """Every memoised Entitlements in this process is stale from now on."""
+    """Every memoised Entitlements in this process is stale from now on (other processes learn it
+    when the write commits: billing/receivers.py)."""
     _Generation.value += 1
+    entitlements_cache.forget_local()
 
 
 @contextmanager
 def entitlements_memo():
     """Within this block (a request) entitlements are read once per user: the view, the limits and the
     page all ask. A subscription or plan written meanwhile, by this request or another thread, is seen
-    by the next call; outside such a block every call reads afresh."""
+    by the next call. Between requests billing/entitlements_cache.py keeps them while they are current."""
     token = _request_memo.set({})
     try:
         yield
@@ -96,26 +100,43 @@ def entitlements_memo():
 def entitlements_for(user) -> Entitlements:
     memo = _request_memo.get()
     if memo is None or user.pk is None:
-        return _entitlements_read(user)
+        return _entitlements_read(user)[0]
     generation = _Generation.value
     cached = memo.get(user.pk)
     if cached is not None and cached[0] == generation:
         return cached[1]
-    rights = _entitlements_read(user)
+    rights = _entitlements_across_requests(user)
     memo[user.pk] = (generation, rights)
     return rights
 
 
-def _entitlements_read(user) -> Entitlements:
+def _entitlements_across_requests(user) -> Entitlements:
+    # Inside a transaction the database may show writes that are not committed yet (and may never be):
+    # such a read is not kept for other requests.
+    if not entitlements_cache.enabled() or connection.in_atomic_block:
+        return _entitlements_read(user)[0]
+    current = entitlements_cache.versions(user.pk)  # before the database: see entitlements_cache
+    if current is None:
+        return _entitlements_read(user)[0]
+    rights = entitlements_cache.lookup(user.pk, current)
+    if rights is None:
+        rights, ends_at = _entitlements_read(user)
+        valid = None if ends_at is None else (ends_at - timezone.now()).total_seconds()
+        entitlements_cache.store(user.pk, current, rights, valid_seconds=valid)
+    return rights
+
+
+def _entitlements_read(user) -> tuple[Entitlements, datetime | None]:
+    """The user's rights, and when they end by the clock alone (None: only a write changes them)."""
     subscription = subscription_get(user=user)
     if subscription is not None and subscription.status in ENTITLED_STATUSES:
         grace_end = grace_ends_at(subscription)
         if grace_end is not None and grace_end <= timezone.now():
-            return Entitlements(plan=None)
-        return Entitlements(plan=subscription.plan)
+            return Entitlements(plan=None), None
+        return Entitlements(plan=subscription.plan), grace_end
     if subscription is None and timezone.now() < trial_ends_at(user):
-        return Entitlements(plan=plan_get(code=TRIAL_PLAN), trial=True)
-    return Entitlements(plan=None)
+        return Entitlements(plan=plan_get(code=TRIAL_PLAN), trial=True), trial_ends_at(user)
+    return Entitlements(plan=None), None
 
 
 def subscription_view(*, user) -> dict:

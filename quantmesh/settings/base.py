@@ -72,12 +72,15 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "billing.middleware.EntitlementsMemoMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.SecondFactorRequiredMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, and sync only: under ASGI the whole chain then runs in one thread, where an async-capable
+    # innermost middleware made each of the others hop between the event loop and a thread (8 hops a
+    # request to 5).
+    "billing.middleware.EntitlementsMemoMiddleware",
 ]
 
 # Web server processes (quantmesh/server.py): 0 means one per CPU with REDIS_URL, one without.
@@ -113,6 +116,9 @@ DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=16)  # PostgreSQL onl
 # on the event loop, at most QM_REQUEST_QUEUE_SECONDS): no more than the pool has connections.
 QM_REQUEST_CONCURRENCY = env.int("QM_REQUEST_CONCURRENCY", default=DATABASE_POOL_SIZE or 16)
 QM_REQUEST_QUEUE_SECONDS = env.float("QM_REQUEST_QUEUE_SECONDS", default=30)
+# How long a process keeps a user's entitlements between requests at most (billing/entitlements_cache.py:
+# a write drops them everywhere at once; this bounds writes that bypass the ORM). 0 turns it off.
+QM_ENTITLEMENTS_CACHE_SECONDS = env.int("QM_ENTITLEMENTS_CACHE_SECONDS", default=60)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     options = DATABASES["default"].setdefault("OPTIONS", {})
     # An unreachable database answers 503 within seconds instead of hanging requests.
