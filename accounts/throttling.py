@@ -1,7 +1,7 @@
 """Login throttling shared by the API login, the web login and the admin login, and bearer-token guessing.
 
-Fixed-window counters in the cache: every attempt per client address, and failed attempts per
-address *and* account. Reaching the failure limit locks that account for that address only
+Fixed-window counters (quantmesh/counters.py): every attempt per client address, and failed attempts
+per address *and* account. Reaching the failure limit locks that account for that address only
 (QM_LOGIN_LOCK), whether or not an account exists for the e-mail, so the lock does not reveal
 which addresses are registered, and so nobody can lock a customer out from elsewhere. A password
 change or reset, or a login that passed the second factor, lifts every lock of the account (each
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+
+from quantmesh import counters
 
 
 @dataclass(frozen=True)
@@ -35,19 +37,10 @@ def _window(seconds: float) -> tuple[int, int]:
     return number, max(1, int((number + 1) * seconds - now + 0.999))
 
 
-def _bump(key: str, timeout: int) -> int:
-    cache.add(key, 0, timeout=timeout)
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=timeout)
-        return 1
-
-
 def _pair(ip: str | None, email: str) -> str:
     """The account (at its current generation) as seen from one address."""
     account = _email_key(email)
-    generation = cache.get(f"login:gen:{account}", 0)
+    generation = counters.value(f"login:gen:{account}")
     return f"{account}:{generation}:{ip or '-'}"
 
 
@@ -60,7 +53,7 @@ def check_login_allowed(*, ip: str | None, email: str) -> None:
     if ip:
         seconds = settings.QM_LOGIN_IP_WINDOW.total_seconds()
         number, left = _window(seconds)
-        if _bump(f"login:ip:{ip}:{number}", int(seconds) + 1) > settings.QM_LOGIN_IP_LIMIT:
+        if counters.bump(f"login:ip:{ip}:{number}", timeout=int(seconds) + 1) > settings.QM_LOGIN_IP_LIMIT:
             raise LoginBlocked("ip", left)
 
 
@@ -69,29 +62,24 @@ def record_login_failure(*, ip: str | None, email: str) -> bool:
     pair = _pair(ip, email)
     seconds = settings.QM_LOGIN_ACCOUNT_WINDOW.total_seconds()
     number, _ = _window(seconds)
-    failures = _bump(f"login:fail:{pair}:{number}", int(seconds) + 1)
+    failures = counters.bump(f"login:fail:{pair}:{number}", timeout=int(seconds) + 1)
     if failures < settings.QM_LOGIN_ACCOUNT_FAILURES:
         return False
     lock = settings.QM_LOGIN_LOCK.total_seconds()
     cache.set(f"login:lock:{pair}", time.time() + lock, timeout=int(lock) + 1)
-    cache.delete(f"login:fail:{pair}:{number}")
+    counters.delete(f"login:fail:{pair}:{number}")
     return True
 
 
 def clear_login_failures(*, ip: str | None, email: str) -> None:
     number, _ = _window(settings.QM_LOGIN_ACCOUNT_WINDOW.total_seconds())
-    cache.delete(f"login:fail:{_pair(ip, email)}:{number}")
+    counters.delete(f"login:fail:{_pair(ip, email)}:{number}")
 
 
 def lift_locks(*, email: str) -> None:
     """Every lock and failure count of the account, from every address, is forgotten (a password
     reset, a second-factor login, or support staff)."""
-    key = f"login:gen:{_email_key(email)}"
-    cache.add(key, 0, timeout=None)
-    try:
-        cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, timeout=None)
+    counters.bump(f"login:gen:{_email_key(email)}", timeout=None)
 
 
 def token_guessing_blocked(*, ip: str | None) -> int:
@@ -99,7 +87,7 @@ def token_guessing_blocked(*, ip: str | None) -> int:
     if not ip:
         return 0
     number, left = _window(settings.QM_TOKEN_GUESS_WINDOW.total_seconds())
-    failures = cache.get(f"token:fail:{ip}:{number}", 0)
+    failures = counters.value(f"token:fail:{ip}:{number}")
     return left if failures >= settings.QM_TOKEN_GUESS_LIMIT else 0
 
 
@@ -109,4 +97,4 @@ def record_token_failure(*, ip: str | None) -> bool:
         return False
     seconds = settings.QM_TOKEN_GUESS_WINDOW.total_seconds()
     number, _ = _window(seconds)
-    return _bump(f"token:fail:{ip}:{number}", int(seconds) + 1) == settings.QM_TOKEN_GUESS_LIMIT
+    return counters.bump(f"token:fail:{ip}:{number}", timeout=int(seconds) + 1) == settings.QM_TOKEN_GUESS_LIMIT

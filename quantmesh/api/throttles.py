@@ -1,14 +1,19 @@
 """API rate limits per user (anonymous callers per address), from settings read at call time.
 
 The address is the one the rest of the portal trusts (accounts.requests.client_ip): DRF's own
-would take any X-Forwarded-For a client sends."""
+would take any X-Forwarded-For a client sends. Requests are counted atomically (quantmesh/counters.py):
+DRF's own keeps a list of timestamps that concurrent requests read and write back, so they all
+passed, and the list (up to the whole rate) travels to Redis and back on every request."""
 
 from __future__ import annotations
+
+import time
 
 from django.conf import settings
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
 from accounts.requests import client_ip
+from quantmesh import counters
 
 
 class TrustedAddressMixin:
@@ -16,13 +21,40 @@ class TrustedAddressMixin:
         return client_ip(request) or "-"
 
 
-class PerUserRateThrottle(TrustedAddressMixin, UserRateThrottle):
+class CountedRateMixin:
+    """At most `num_requests` per `duration` over a sliding window: this fixed window's count plus the
+    previous one's, weighted by the share of it the sliding window still covers. A refused request
+    is not counted, so a client that waits as told gets through."""
+
+    def allow_request(self, request, view):
+        key = self.get_cache_key(request, view)
+        if self.rate is None or key is None:
+            return True
+        period = self.duration
+        now = time.time()
+        number = int(now // period)
+        elapsed = now - number * period
+        count, previous = counters.bump_reading(f"{key}:{number}", f"{key}:{number - 1}", timeout=2 * period + 1)
+        if previous * (1 - elapsed / period) + count <= self.num_requests:
+            return True
+        counters.bump(f"{key}:{number}", timeout=2 * period + 1, by=-1)
+        if count > self.num_requests:  # this window alone is full
+            self._wait = period - elapsed
+        else:  # until the previous window's weight has fallen far enough
+            self._wait = period * (1 - (self.num_requests - count) / previous) - elapsed
+        return False
+
+    def wait(self):
+        return max(self._wait, 0.001)
+
+
+class PerUserRateThrottle(TrustedAddressMixin, CountedRateMixin, UserRateThrottle):
     """QM_API_USER_RATE requests per user, whichever token or session they come with."""
 
     def get_rate(self):
         return settings.QM_API_USER_RATE
 
 
-class PerAddressAnonRateThrottle(TrustedAddressMixin, AnonRateThrottle):
+class PerAddressAnonRateThrottle(TrustedAddressMixin, CountedRateMixin, AnonRateThrottle):
     def get_rate(self):
         return settings.QM_API_ANON_RATE
