@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import urlencode
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from quantmesh.errors import ServiceError
@@ -21,6 +21,12 @@ from .trading import engine_status_fetch
 
 def instance_list(*, owner) -> QuerySet[Instance]:
     return Instance.objects.filter(owner=owner).exclude(status=Instance.Status.DELETED).select_related("plan")
+
+
+def instance_list_with_plan_code(*, owner) -> QuerySet[Instance]:
+    """instance_list() for listings that show only the plan's code (as `plan_code`): building a Plan
+    object per row was a quarter of the API list's cost."""
+    return instance_list(owner=owner).select_related(None).annotate(plan_code=F("plan__code"))
 
 
 def instance_list_live(*, owner) -> QuerySet[Instance]:

@@ -61,7 +61,8 @@ class InstanceOutputSerializer(serializers.Serializer):
         return {
             "instance_id": instance.instance_id,
             "status": instance.status,
-            "plan": instance.plan.code,
+            # A listing brings the code alone (selectors.instance_list_with_plan_code).
+            "plan": getattr(instance, "plan_code", None) or instance.plan.code,
             "url": instance.url,
             "port": settings.QM_INSTANCE_PORT,
             "created_at": _iso(instance.created_at),

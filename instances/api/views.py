@@ -93,7 +93,9 @@ class InstanceListApi(APIView):
         operation_id="instances_list",
     )
     def get(self, request):
-        page = pagination.cursor_page(request, selectors.instance_list(owner=request.user), ordering=("-created_at",))
+        page = pagination.cursor_page(
+            request, selectors.instance_list_with_plan_code(owner=request.user), ordering=("-created_at",)
+        )
         return Response(InstanceOutputSerializer(page.items, many=True).data, headers=page.headers)
 
 

@@ -54,6 +54,7 @@ def test_the_instance_list_costs_two_queries_whatever_its_length(
     with django_assert_num_queries(2):
         answer = api_client.get("/api/saas/instances")
     assert answer.status_code == 200 and len(answer.json()) == 50
+    assert {row["plan"] for row in answer.json()} == {"personal"}  # each instance's plan, not the owner's
 
 
 def test_last_used_is_written_at_most_once_a_minute(api_client, user, django_assert_num_queries):
