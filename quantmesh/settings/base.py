@@ -139,7 +139,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "quantmesh.cache.ProcessRedisCache",  # one connection pool per process
             "LOCATION": REDIS_URL,
             # An unreachable Redis answers 503 within seconds instead of hanging requests.
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
