@@ -1,10 +1,13 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quantmesh.settings.base")
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
 
-django_asgi_app = get_asgi_application()
+from quantmesh.asgi_handler import SyncChainASGIHandler  # noqa: E402
+
+django_asgi_app = SyncChainASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
