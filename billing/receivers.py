@@ -4,10 +4,7 @@ process at once and in every process when it commits."""
 
 from __future__ import annotations
 
-from functools import partial
-
 from allauth.account.signals import user_signed_up
-from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
@@ -30,6 +27,4 @@ def record_referral(sender, request, user, **kwargs) -> None:
 @receiver([post_save, post_delete], sender=Plan)
 def forget_entitlements(sender, instance, **kwargs) -> None:
     entitlements_forget()
-    # Other processes drop theirs once the write is visible to them (a rollback changes nothing).
-    user_id = instance.user_id if sender is Subscription else None
-    transaction.on_commit(partial(entitlements_cache.bump, user_id=user_id))
+    entitlements_cache.bump_on_commit(user_id=instance.user_id if sender is Subscription else None)

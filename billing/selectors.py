@@ -115,7 +115,7 @@ def _entitlements_across_requests(user) -> Entitlements:
     # such a read is not kept for other requests.
     if not entitlements_cache.enabled() or connection.in_atomic_block:
         return _entitlements_read(user)[0]
-    current = entitlements_cache.versions(user.pk)  # before the database: see entitlements_cache
+    current = entitlements_cache.current_versions(user.pk)  # before the database: quantmesh/versions.py
     if current is None:
         return _entitlements_read(user)[0]
     rights = entitlements_cache.lookup(user.pk, current)

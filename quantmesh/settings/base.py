@@ -77,9 +77,10 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Last, and sync only: under ASGI the whole chain then runs in one thread, where an async-capable
+    # These two last, and sync only: under ASGI the whole chain then runs in one thread, where an async-capable
     # innermost middleware made each of the others hop between the event loop and a thread (8 hops a
     # request to 5).
+    "quantmesh.versions.VersionsMemoMiddleware",
     "billing.middleware.EntitlementsMemoMiddleware",
 ]
 
@@ -119,6 +120,9 @@ QM_REQUEST_QUEUE_SECONDS = env.float("QM_REQUEST_QUEUE_SECONDS", default=30)
 # How long a process keeps a user's entitlements between requests at most (billing/entitlements_cache.py:
 # a write drops them everywhere at once; this bounds writes that bypass the ORM). 0 turns it off.
 QM_ENTITLEMENTS_CACHE_SECONDS = env.int("QM_ENTITLEMENTS_CACHE_SECONDS", default=60)
+# The same for bearer tokens with their users and second-factor state (accounts/auth_cache.py): a
+# revoke, a new password, a disabled account or a 2FA change drops them everywhere when it commits.
+QM_AUTH_CACHE_SECONDS = env.int("QM_AUTH_CACHE_SECONDS", default=60)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     options = DATABASES["default"].setdefault("OPTIONS", {})
     # An unreachable database answers 503 within seconds instead of hanging requests.
