@@ -8,7 +8,8 @@ class AccountsConfig(AppConfig):
 
     def ready(self):
         # Inline: these import models, which load only once the app registry is ready.
-        from . import schema, signals  # noqa: F401  (OpenAPI auth schemes; login/logout events → audit trail)
+        # OpenAPI auth schemes; login/logout events -> audit trail; writes -> accounts/auth_cache.py
+        from . import receivers, schema, signals  # noqa: F401
         from .site import site_name_the_product
 
         post_migrate.connect(site_name_the_product, sender=self)

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from . import auth_cache
 from .models import ApiToken, SecurityEvent
 from .requests import client_ip
 from .selectors import user_has_two_factor
@@ -20,7 +21,8 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 def token_authenticate(raw: str):
     """The (user, token) a raw bearer token belongs to, or AuthenticationFailed."""
-    token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
+    key_hash = hash_token(raw)
+    token = auth_cache.token_get(key_hash)
     if token is None or token.revoked_at is not None:
         raise exceptions.AuthenticationFailed("Invalid or revoked token.")
     now = timezone.now()
@@ -30,6 +32,7 @@ def token_authenticate(raw: str):
         raise exceptions.AuthenticationFailed("This account is disabled.")
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        auth_cache.last_used_noted(key_hash, now)
     return token.user, token
 
 

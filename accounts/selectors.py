@@ -8,11 +8,14 @@ from django.utils import translation
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from . import auth_cache
 from .models import ApiToken, SecurityEvent, User
 
 
 def user_has_two_factor(user: User) -> bool:
-    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+    return auth_cache.two_factor_get(
+        user.pk, lambda: TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+    )
 
 
 def user_language(user: User) -> str:

@@ -17,7 +17,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from quantmesh.errors import ServiceError
 
-from . import throttling
+from . import auth_cache, throttling
 from .models import ApiToken, SecurityEvent, User
 from .requests import client_ip, user_agent
 from .selectors import user_has_two_factor
@@ -95,6 +95,7 @@ def credentials_revoke_all(*, user: User, reason: str, request=None) -> int:
         live = ApiToken.objects.select_for_update().filter(user=user, revoked_at__isnull=True)
         token_ids = list(live.values_list("pk", flat=True))
         ApiToken.objects.filter(pk__in=token_ids).update(revoked_at=timezone.now())
+        auth_cache.bump_on_commit(user_id=user.pk)  # an update sends no post_save
         security_event_record(
             kind=SecurityEvent.Kind.PASSWORD_CHANGED,
             user=user,
