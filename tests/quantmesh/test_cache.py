@@ -27,3 +27,12 @@ def test_every_thread_shares_one_client_and_its_connections(settings):
     for _ in range(20):
         assert _client_in_a_new_thread().get_client(write=True).ping()
     assert len(first.get_client(write=True).client_list()) <= connections + 1
+
+
+def test_every_command_uses_the_same_redis_client(settings):
+    """Django built a redis-py client for every command, copying its table of reply parsers each time."""
+    if "Redis" not in settings.CACHES["default"]["BACKEND"]:
+        pytest.skip("the cache is not Redis (no REDIS_URL)")
+    client = _client_in_a_new_thread()
+    assert client.get_client(write=True) is _client_in_a_new_thread().get_client(write=True)
+    assert client.get_client("a key") is client.get_client("another key")
