@@ -6,12 +6,16 @@ most of a cheap read's own cost. An entry is used only while its user's auth ver
 (quantmesh/versions.py) is the one it was read under. Whatever decides whether a token opens the
 account replaces that version once it commits (accounts/receivers.py): a token saved or deleted
 (revoked, created), the tokens revoked all at once (a new password), the user saved or deleted (made
-inactive, a new e-mail), a second-factor device saved or deleted. A token that expires ends by the
-clock (the caller checks), and every entry after QM_AUTH_CACHE_SECONDS, a bound on writes that
-bypass the ORM.
+inactive, a new e-mail), a second-factor device saved or deleted. A kept token ends when it expires,
+and every entry after QM_AUTH_CACHE_SECONDS, a bound on writes that bypass the ORM.
 
-Unknown tokens are never kept (the guessing throttle counts them), nor is anything read inside a
-transaction, which may yet be rolled back. Callers get their own copies of a token and its user, so
+The version check may also count the request against its user's API rate in the same round trip
+(token_get's `count`), only if the entry is current; the token then carries the figures
+(`request_counted`) for the throttle, which makes no round trip of its own.
+
+Only tokens that open their account are kept; unknown ones (the guessing throttle counts them),
+revoked or expired ones and a disabled account's are read each time. Nothing read inside a
+transaction is kept: it may yet be rolled back. Callers get their own copies of a token and its user, so
 a request that changes its user changes nobody else's.
 """
 
@@ -24,8 +28,9 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.db import connection
 from django.db.models.base import ModelState
+from django.utils import timezone
 
-from quantmesh import versions
+from quantmesh import counters, versions
 
 from .models import ApiToken
 
@@ -50,33 +55,45 @@ def enabled() -> bool:
     return bool(settings.REDIS_URL) and settings.QM_AUTH_CACHE_SECONDS > 0
 
 
-def token_get(key_hash: str) -> ApiToken | None:
-    """The token whose hash is `key_hash`, with its user, or None."""
+def token_get(key_hash: str, *, count: Callable[[int], counters.Count | None] | None = None) -> ApiToken | None:
+    """The token whose hash is `key_hash`, with its user, or None. `count(user_id)`: a count to make
+    with the version check of a kept token; its figures come as the token's `request_counted`
+    (key, (count, other)), or that attribute is absent."""
     if not enabled() or connection.in_atomic_block:
         return _token_read(key_hash)
-    token = _lookup(("token", key_hash))
+    token, counted = _lookup(("token", key_hash), count)
     if token is not None:
-        return _copy(token)
+        token = _copy(token)
+        if counted is not None:
+            token.request_counted = counted
+        return token
     token = _token_read(key_hash)
-    if token is None:
-        return None
+    if token is None or not _opens_account(token):
+        return token
     # The user is known only now: read its version, then the token again, so that what is kept was
     # read after the version (quantmesh/versions.py).
     current = _current(token.user_id)
     if current is None:
         return token
     token = _token_read(key_hash)
-    if token is None:
-        return None
-    _store(("token", key_hash), token.user_id, current, token)
+    if token is None or not _opens_account(token):
+        return token
+    valid_seconds = (token.expires_at - timezone.now()).total_seconds()
+    _store(("token", key_hash), token.user_id, current, token, valid_seconds=valid_seconds)
     return _copy(token)
+
+
+def _opens_account(token: ApiToken) -> bool:
+    """Only such tokens are kept, and until they expire at the latest: a kept token always opens its
+    account, so a count made with its check (token_get's `count`) is always the account's own."""
+    return token.revoked_at is None and token.expires_at > timezone.now() and token.user.is_active
 
 
 def two_factor_get(user_id: int, read: Callable[[], bool]) -> bool:
     """Whether the user has a second factor, as read() says, kept under the user's auth version."""
     if not enabled() or connection.in_atomic_block:
         return read()
-    found = _lookup(("two_factor", user_id))
+    found, _ = _lookup(("two_factor", user_id))
     if found is not None:
         return found
     current = _current(user_id)
@@ -106,17 +123,27 @@ def _current(user_id: int) -> str | None:
     return None if found is None else found[0]
 
 
-def _lookup(key):
+def _lookup(key, count: Callable[[int], counters.Count | None] | None = None):
+    """The entry's value if it is current (else None), and the figures of the count if one was made."""
     entry = _entries.get(key)
-    if entry is None or time.monotonic() >= entry.deadline or _current(entry.user_id) != entry.version:
-        return None
-    return entry.value
+    if entry is None or time.monotonic() >= entry.deadline:
+        return None, None
+    auth_key = AUTH_KEY.format(user_id=entry.user_id)
+    wanted = count(entry.user_id) if count is not None else None
+    count_if = versions.CountIf(auth_key, entry.version, wanted) if wanted is not None else None
+    found, counted = versions.read_counting((auth_key,), user_id=entry.user_id, count_if=count_if)
+    if found is None or found[0] != entry.version:
+        return None, None
+    return entry.value, None if counted is None else (wanted.key, counted)
 
 
-def _store(key, user_id: int, version: str, value) -> None:
+def _store(key, user_id: int, version: str, value, *, valid_seconds: float | None = None) -> None:
+    seconds = (
+        settings.QM_AUTH_CACHE_SECONDS if valid_seconds is None else min(settings.QM_AUTH_CACHE_SECONDS, valid_seconds)
+    )
     if len(_entries) >= MAX_ENTRIES:
         _entries.clear()
-    _entries[key] = _Entry(user_id, version, time.monotonic() + settings.QM_AUTH_CACHE_SECONDS, value)
+    _entries[key] = _Entry(user_id, version, time.monotonic() + seconds, value)
 
 
 def _token_read(key_hash: str) -> ApiToken | None:

@@ -19,10 +19,11 @@ from .throttling import record_token_failure, token_guessing_blocked
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def token_authenticate(raw: str):
-    """The (user, token) a raw bearer token belongs to, or AuthenticationFailed."""
+def token_authenticate(raw: str, *, count=None):
+    """The (user, token) a raw bearer token belongs to, or AuthenticationFailed. `count`: see
+    auth_cache.token_get."""
     key_hash = hash_token(raw)
-    token = auth_cache.token_get(key_hash)
+    token = auth_cache.token_get(key_hash, count=count)
     if token is None or token.revoked_at is not None:
         raise exceptions.AuthenticationFailed("Invalid or revoked token.")
     now = timezone.now()
@@ -36,13 +37,13 @@ def token_authenticate(raw: str):
     return token.user, token
 
 
-def bearer_authenticate(raw: str, *, ip: str | None, request=None):
+def bearer_authenticate(raw: str, *, ip: str | None, request=None, count=None):
     """token_authenticate behind the per-address guessing throttle, for HTTP, websockets, instance
     hosts and forward-auth alike. Only unknown tokens count, and only they are refused once the
     address reached the limit: a valid token always works, so customers behind one NAT address
     cannot lock each other out. The failure that reaches the limit is audited once."""
     try:
-        return token_authenticate(raw)
+        return token_authenticate(raw, count=count)
     except exceptions.AuthenticationFailed:
         wait = token_guessing_blocked(ip=ip)
         if wait:
@@ -52,6 +53,16 @@ def bearer_authenticate(raw: str, *, ip: str | None, request=None):
                 kind=SecurityEvent.Kind.TOKEN_GUESSING, request=request, ip=ip, limit=settings.QM_TOKEN_GUESS_LIMIT
             )
         raise
+
+
+def _authentication_count(request):
+    """The view's throttle that may count a request during authentication (one that has
+    `authentication_count(user_id)`, e.g. quantmesh.api.throttles.PerUserRateThrottle), or None."""
+    view = (request.parser_context or {}).get("view")
+    for throttle_class in getattr(view, "throttle_classes", ()):
+        if hasattr(throttle_class, "authentication_count"):
+            return throttle_class.authentication_count
+    return None
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -67,7 +78,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         raw = raw.strip()
         if not raw or " " in raw:
             raise exceptions.AuthenticationFailed("Malformed Authorization header: expected `Bearer <token>`.")
-        return bearer_authenticate(raw, ip=client_ip(request), request=request)
+        return bearer_authenticate(raw, ip=client_ip(request), request=request, count=_authentication_count(request))
 
     def authenticate_header(self, request):
         return self.keyword

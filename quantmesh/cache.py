@@ -9,9 +9,11 @@ redis-py's table of ~170 reply parsers: about a third of a cache read's own cost
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import ClassVar
 
+import redis
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.utils.functional import cached_property
 
@@ -46,3 +48,10 @@ class ProcessRedisCache(RedisCache):
             if key not in self._clients:
                 self._clients[key] = self._class(self._servers, **self._options)
             return self._clients[key]
+
+
+@functools.cache
+def redis_client(url: str) -> redis.Redis:
+    """A plain redis-py client for `url`, one per process, for what the cache API cannot say in one
+    round trip (counters, versions: Lua scripts)."""
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)

@@ -11,32 +11,49 @@ Without REDIS_URL (the embedded default: one process) the in-memory cache counts
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
-import redis
 from django.conf import settings
 from django.core.cache import cache
 
+from quantmesh.cache import redis_client
+
 PREFIX = "qm:counter:"
 
-
-# KEYS: the counter, and optionally another to read; ARGV: the step, the lifetime in seconds (-1: kept).
-_BUMP_READING = """
-local count = redis.call('INCRBY', KEYS[1], ARGV[1])
-if tonumber(ARGV[2]) >= 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-local other = 0
-if KEYS[2] then other = tonumber(redis.call('GET', KEYS[2]) or '0') end
-return {count, other}
+# A Lua function other scripts may carry too (quantmesh/versions.py counts within its read).
+BUMP_READING_LUA = """
+local function bump_reading(counter, other, by, timeout)
+  local count = redis.call('INCRBY', counter, by)
+  if tonumber(timeout) >= 0 then redis.call('EXPIRE', counter, timeout) end
+  local other_count = 0
+  if other then other_count = tonumber(redis.call('GET', other) or '0') end
+  return {count, other_count}
+end
 """
 
 
-@functools.cache
-def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+@dataclass(frozen=True)
+class Count:
+    """One bump_reading() to make, for a caller that makes it in another round trip of its own."""
+
+    key: str
+    other: str | None
+    timeout: int | None
+    by: int = 1
+
+    def script_keys(self) -> list[str]:
+        return [PREFIX + self.key] if self.other is None else [PREFIX + self.key, PREFIX + self.other]
+
+    def script_args(self) -> list[int]:
+        return [self.by, -1 if self.timeout is None else self.timeout]
 
 
 @functools.cache
-def _bump_reading_script(url: str):
-    return _redis(url).register_script(_BUMP_READING)  # EVALSHA, loaded again after a Redis restart
+def _script(url: str):
+    # EVALSHA, loaded again after a Redis restart.
+    return redis_client(url).register_script(
+        BUMP_READING_LUA + "return bump_reading(KEYS[1], KEYS[2], ARGV[1], ARGV[2])"
+    )
 
 
 def bump(key: str, *, timeout: int | None, by: int = 1) -> int:
@@ -48,11 +65,9 @@ def bump(key: str, *, timeout: int | None, by: int = 1) -> int:
 def bump_reading(key: str, other: str | None, *, timeout: int | None, by: int = 1) -> tuple[int, int]:
     """bump(), and the value of the `other` counter read in the same round trip."""
     if settings.REDIS_URL:
-        keys = [PREFIX + key] if other is None else [PREFIX + key, PREFIX + other]
-        count, other_count = _bump_reading_script(settings.REDIS_URL)(
-            keys=keys, args=[by, -1 if timeout is None else timeout]
-        )
-        return count, other_count
+        count = Count(key, other, timeout, by)
+        found, other_count = _script(settings.REDIS_URL)(keys=count.script_keys(), args=count.script_args())
+        return found, other_count
     cache.add(key, 0, timeout=timeout)
     try:
         count = cache.incr(key, by)
@@ -64,12 +79,12 @@ def bump_reading(key: str, other: str | None, *, timeout: int | None, by: int = 
 
 def value(key: str) -> int:
     if settings.REDIS_URL:
-        return int(_redis(settings.REDIS_URL).get(PREFIX + key) or 0)
+        return int(redis_client(settings.REDIS_URL).get(PREFIX + key) or 0)
     return cache.get(key, 0)
 
 
 def delete(key: str) -> None:
     if settings.REDIS_URL:
-        _redis(settings.REDIS_URL).delete(PREFIX + key)
+        redis_client(settings.REDIS_URL).delete(PREFIX + key)
     else:
         cache.delete(key)

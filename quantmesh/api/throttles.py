@@ -3,7 +3,9 @@
 The address is the one the rest of the portal trusts (accounts.requests.client_ip): DRF's own
 would take any X-Forwarded-For a client sends. Requests are counted atomically (quantmesh/counters.py):
 DRF's own keeps a list of timestamps that concurrent requests read and write back, so they all
-passed, and the list (up to the whole rate) travels to Redis and back on every request."""
+passed, and the list (up to the whole rate) travels to Redis and back on every request. A bearer
+token's request is counted in the round trip that checks the token is still current
+(accounts/auth_cache.py): the throttle then uses those figures and makes no round trip of its own."""
 
 from __future__ import annotations
 
@@ -32,12 +34,16 @@ class CountedRateMixin:
             return True
         period = self.duration
         now = time.time()
-        number = int(now // period)
-        elapsed = now - number * period
-        count, previous = counters.bump_reading(f"{key}:{number}", f"{key}:{number - 1}", timeout=2 * period + 1)
+        elapsed = now % period
+        window = self._window_count(key, now)
+        counted = getattr(request.auth, "request_counted", None)
+        if counted is not None and counted[0] == window.key:
+            count, previous = counted[1]
+        else:  # not counted yet (or in the window before: a request at its edge counts in both)
+            count, previous = counters.bump_reading(window.key, window.other, timeout=window.timeout)
         if previous * (1 - elapsed / period) + count <= self.num_requests:
             return True
-        counters.bump(f"{key}:{number}", timeout=2 * period + 1, by=-1)
+        counters.bump(window.key, timeout=window.timeout, by=-1)
         if count > self.num_requests:  # this window alone is full
             self._wait = period - elapsed
         else:  # until the previous window's weight has fallen far enough
@@ -47,12 +53,25 @@ class CountedRateMixin:
     def wait(self):
         return max(self._wait, 0.001)
 
+    def _window_count(self, key: str, now: float) -> counters.Count:
+        number = int(now // self.duration)
+        return counters.Count(f"{key}:{number}", f"{key}:{number - 1}", timeout=2 * self.duration + 1)
+
 
 class PerUserRateThrottle(TrustedAddressMixin, CountedRateMixin, UserRateThrottle):
     """QM_API_USER_RATE requests per user, whichever token or session they come with."""
 
     def get_rate(self):
         return settings.QM_API_USER_RATE
+
+    @classmethod
+    def authentication_count(cls, user_id: int) -> counters.Count | None:
+        """The count allow_request() would make for `user_id` now, for bearer authentication to make
+        in its own round trip (accounts.authentication)."""
+        throttle = cls()
+        if throttle.rate is None:
+            return None
+        return throttle._window_count(throttle.cache_format % {"scope": throttle.scope, "ident": user_id}, time.time())
 
 
 class PerAddressAnonRateThrottle(TrustedAddressMixin, CountedRateMixin, AnonRateThrottle):

@@ -10,7 +10,7 @@ import urllib.request
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
+from django.conf import settings
 from django.db import connection, transaction
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework import exceptions
@@ -20,10 +20,15 @@ from accounts.authentication import token_authenticate
 from accounts.models import ApiToken
 from accounts.services import api_token_create, api_token_revoke, credentials_revoke_all, hash_token
 from quantmesh import versions
+from quantmesh.cache import redis_client
 from tests.db import committing_db
 from tests.live_server import live_portal
 
 pytestmark = committing_db
+
+
+def _redis():
+    return redis_client(settings.REDIS_URL)
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +73,7 @@ def test_another_process_sees_each_change_on_its_next_request(user):
     spare = api_token_create(user=user)[1]
     with live_portal() as (base, _):
         assert [_status(base, raw) for _ in range(3)] == [200] * 3
-        assert cache.get(auth_cache.AUTH_KEY.format(user_id=user.pk))  # the portal keeps the token
+        assert _redis().get(auth_cache.AUTH_KEY.format(user_id=user.pk))  # the portal keeps the token
 
         api_token_revoke(token=ApiToken.objects.get(key_hash=hash_token(raw)))
         assert _status(base, raw) == 401
@@ -127,7 +132,7 @@ def test_a_redis_that_lost_its_keys_matches_no_entry(user):
     change was lost with it (standing in for it: SQL that bypasses the ORM) is seen at once."""
     raw = api_token_create(user=user)[1]
     _in_a_request(raw)
-    cache.delete_many(versions.user_keys(user.pk))
+    _redis().delete(*versions.user_keys(user.pk))
     with connection.cursor() as cursor:
         cursor.execute("UPDATE accounts_apitoken SET revoked_at = now() WHERE key_hash = %s", [hash_token(raw)])
     with pytest.raises(exceptions.AuthenticationFailed, match="revoked"):
@@ -147,13 +152,7 @@ def test_a_kept_token_writes_its_last_use_once_a_minute(user, django_assert_num_
 def test_without_redis_every_request_reads_the_database(user, settings, django_assert_num_queries):
     raw = api_token_create(user=user)[1]
     _in_a_request(raw)
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens on the discard port
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-        }
-    }
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
     for _ in range(2):
         with django_assert_num_queries(1):
             assert _in_a_request(raw)[0].pk == user.pk

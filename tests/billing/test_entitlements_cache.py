@@ -10,7 +10,7 @@ import urllib.request
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -19,10 +19,15 @@ from billing import entitlements_cache
 from billing.models import Subscription
 from billing.selectors import TRIAL_DAYS, entitlements_for, entitlements_memo, plan_get
 from billing.services import subscription_grant_local
+from quantmesh.cache import redis_client
 from tests.db import committing_db
 from tests.live_server import live_portal
 
 pytestmark = committing_db
+
+
+def _redis():
+    return redis_client(settings.REDIS_URL)
 
 
 @pytest.fixture(autouse=True)
@@ -75,9 +80,9 @@ def test_a_redis_that_lost_its_keys_matches_no_entry(user, subscribe):
     change was lost with it (standing in for it: SQL that bypasses the ORM) is read at once."""
     keys = [entitlements_cache.PLANS_KEY, f"qm:entitlements:user:{user.pk}"]
     subscribe(user, "professional")
-    cache.delete_many(keys)  # the entry is read under versions created on demand, as after a restart
+    _redis().delete(*keys)  # the entry is read under versions created on demand, as after a restart
     assert _in_a_request(user).plan.code == "professional"
-    cache.delete_many(keys)
+    _redis().delete(*keys)
     with connection.cursor() as cursor:
         cursor.execute("UPDATE billing_subscription SET status = 'canceled' WHERE user_id = %s", [user.pk])
     assert _in_a_request(user).plan is None
@@ -85,13 +90,7 @@ def test_a_redis_that_lost_its_keys_matches_no_entry(user, subscribe):
 
 def test_without_redis_every_request_reads_the_database(user, subscribe, settings, django_assert_num_queries):
     subscribe(user, "professional")
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens on the discard port
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-        }
-    }
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
     for _ in range(2):
         with django_assert_num_queries(1):
             assert _in_a_request(user).plan.code == "professional"
@@ -108,7 +107,7 @@ def test_another_process_sees_a_change_on_its_next_request(user, subscribe):
     token = api_token_create(user=user)[1]
     with live_portal() as (base, _):
         assert [_plan_seen(base, token) for _ in range(3)] == ["professional"] * 3
-        assert cache.get(f"qm:entitlements:user:{user.pk}")  # the portal keeps the user's entitlements
+        assert _redis().get(f"qm:entitlements:user:{user.pk}")  # the portal keeps the user's entitlements
         subscribe(user, "personal")  # a downgrade, committed in this process
         assert _plan_seen(base, token) == "personal"
         row = Subscription.objects.get(user=user)

@@ -13,7 +13,7 @@ USER = SimpleNamespace(pk=4242, is_authenticated=True)
 
 
 def _request(user=USER):
-    return SimpleNamespace(user=user, META={"REMOTE_ADDR": "127.0.0.1"})
+    return SimpleNamespace(user=user, auth=None, META={"REMOTE_ADDR": "127.0.0.1"})
 
 
 def _allowed_by_concurrent_callers(callers: int) -> int:
@@ -61,3 +61,46 @@ def test_the_window_slides_and_the_wait_it_names_is_enough(settings, monkeypatch
     assert not throttle.allow_request(_request(), None)
     clock[0] += 0.2
     assert throttle.allow_request(_request(), None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bearer_request_is_counted_with_its_token_check(settings, monkeypatch):
+    """Through the API: a kept token's request is counted in the round trip that checks the token
+    (the throttle makes none of its own), the limit holds exactly, and a revoked token's requests
+    count nothing against its owner's rate."""
+    # Inline: factories and services need the database this test's marker sets up.
+    from rest_framework.test import APIClient
+
+    from accounts import auth_cache
+    from accounts.models import ApiToken
+    from accounts.services import api_token_create, api_token_revoke
+    from quantmesh import counters
+    from tests.factories import UserFactory
+
+    if not settings.REDIS_URL:
+        pytest.skip("tokens are kept between requests only with Redis")
+    auth_cache.forget_local()
+    settings.QM_API_USER_RATE = "10/minute"
+    user = UserFactory()
+    revoked, raw_revoked = api_token_create(user=user)
+    _, raw = api_token_create(user=user)
+
+    def get(token: str) -> int:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        return client.get("/api/auth/me").status_code
+
+    assert get(raw_revoked) == 200  # now kept
+    api_token_revoke(token=revoked)
+    assert [get(raw_revoked) for _ in range(5)] == [401] * 5
+
+    throttle_round_trips = []
+    bump_reading = counters.bump_reading
+    monkeypatch.setattr(
+        counters, "bump_reading", lambda *a, **k: throttle_round_trips.append(a) or bump_reading(*a, **k)
+    )
+    assert [get(raw) for _ in range(9)] == [200] * 9  # 10 with the revoked token's one good request
+    assert len(throttle_round_trips) == 1  # the token's first use, before it was kept
+    assert get(raw) == 429
+    assert ApiToken.objects.filter(user=user).count() == 2
+    auth_cache.forget_local()
