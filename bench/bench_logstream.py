@@ -38,8 +38,9 @@ def _api(base: str, token: str, method: str, path: str, body: dict | None = None
         return json.loads(response.read())
 
 
-def _writer(log: Path, rate: int, seconds: float, stop: threading.Event) -> int:
-    """Append `rate` lines a second to the engine's log, each carrying its write time."""
+def _writer(log: Path, rate: int, seconds: float, stop: threading.Event, tag: str) -> int:
+    """Append `rate` lines a second to the engine's log, each carrying its scenario's tag and its
+    write time."""
     written = 0
     started = time.time()
     with open(log, "a", buffering=1) as handle:
@@ -47,13 +48,16 @@ def _writer(log: Path, rate: int, seconds: float, stop: threading.Event) -> int:
             due = int((time.time() - started) * rate)
             while written < due:
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-                handle.write(f"{stamp}.000Z INFO bench n={written} t={time.time():.6f}\n")
+                handle.write(f"{stamp}.000Z INFO bench {tag} n={written} t={time.time():.6f}\n")
                 written += 1
             time.sleep(0.002)
     return written
 
 
 async def _viewers(url: str, token: str, count: int, rate: int, seconds: float, log: Path):
+    # Scenarios share the engine's log: a viewer's backlog may hold the previous scenario's last line.
+    tag = f"run={time.monotonic_ns()}"
+    mark = f" bench {tag} n="
     sockets = []
     for _ in range(count):
         ws = await websockets.connect(
@@ -75,7 +79,7 @@ async def _viewers(url: str, token: str, count: int, rate: int, seconds: float, 
                 elif message["type"] == "logs":
                     stat["seqs"] += range(message["seq"], message["seq"] + len(message["lines"]))
                     for line in message["lines"]:
-                        if " bench n=" in line:
+                        if mark in line:
                             stat["bench"] += 1
                             latencies.append((now - float(line.rsplit("t=", 1)[1])) * 1000)
         except websockets.ConnectionClosed:
@@ -83,7 +87,7 @@ async def _viewers(url: str, token: str, count: int, rate: int, seconds: float, 
 
     readers = [asyncio.create_task(read(ws, stat)) for ws, stat in zip(sockets, stats, strict=True)]
     stop = threading.Event()
-    written = await asyncio.to_thread(_writer, log, rate, seconds, stop)
+    written = await asyncio.to_thread(_writer, log, rate, seconds, stop, tag)
     await asyncio.sleep(2)  # let the last batches arrive
     for ws in sockets:
         await ws.close()

@@ -64,7 +64,7 @@ def running_portal(extra_env: dict[str, str] | None = None):
         yield base, env
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        server.wait(timeout=30)  # gunicorn allows its workers 10 s (--graceful-timeout), then kills them
 
 
 def manage_shell(env: dict[str, str], code: str) -> str:
