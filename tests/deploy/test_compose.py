@@ -18,8 +18,7 @@ import requests
 import yaml
 from django.conf import settings
 
-from instances.runtime.docker import docker_available
-from tests.conftest import require_service
+from tests.conftest import docker_engine_answers, require_service
 from tests.live_server import free_port
 
 ROOT = Path(settings.BASE_DIR)
@@ -116,7 +115,7 @@ def test_networks_use_addresses_reserved_for_testing(stack_config):
 
 def test_alertmanager_config_renders_and_passes_amtool(tmp_path):
     """start.sh fills the placeholders from the environment; Alertmanager's own checker accepts it."""
-    require_service(docker_available(), "no Docker engine answers (deploy/scripts/docker-up.sh starts one)")
+    require_service(docker_engine_answers(), "no Docker engine answers (deploy/scripts/docker-up.sh starts one)")
     _offline_image()
     script = "sed 's|^exec alertmanager .*|amtool check-config /tmp/alertmanager.yml|' /etc/alertmanager/start.sh | sh"
     result = subprocess.run(
@@ -144,7 +143,7 @@ def _offline_image() -> None:
 @pytest.fixture(scope="module")
 def docker_proxy(tmp_path_factory):
     """deploy/docker-proxy/haproxy.cfg in front of this machine's Docker engine, on loopback ports."""
-    require_service(docker_available(), "no Docker engine answers (deploy/scripts/docker-up.sh starts one)")
+    require_service(docker_engine_answers(), "no Docker engine answers (deploy/scripts/docker-up.sh starts one)")
     _offline_image()
     ports = {"worker": free_port(), "portal": free_port(), "traefik": free_port()}
     config = (DEPLOY / "docker-proxy" / "haproxy.cfg").read_text()

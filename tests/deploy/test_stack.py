@@ -33,9 +33,9 @@ import websockets
 from cryptography.fernet import Fernet
 from django.conf import settings
 
-from instances.runtime.docker import LABEL, SCOPE_LABEL, docker_available
+from instances.runtime.docker import LABEL, SCOPE_LABEL
 from tests.billing.stripe_server import shared_stripe_server
-from tests.conftest import require_service
+from tests.conftest import docker_engine_answers, require_service
 from tests.deploy.test_monitoring import dashboard_exprs, metric_names
 from tests.live_server import free_port
 from tests.waiting import wait_for
@@ -291,7 +291,7 @@ def _row_counts(stack: Stack, database: str = "quantmesh") -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def stack():
-    require_service(docker_available(), "no Docker engine answers (deploy/scripts/docker-up.sh starts one)")
+    require_service(docker_engine_answers(), "no Docker engine answers (deploy/scripts/docker-up.sh starts one)")
     require_service(shutil.which("docker-compose") is not None, "docker-compose is not installed (Debian package)")
     base = subprocess.run(["docker", "image", "inspect", "quantmesh/base:bookworm"], capture_output=True)
     require_service(base.returncode == 0, "quantmesh/base:bookworm is missing (deploy/base-image/build.sh)")

@@ -9,10 +9,8 @@ from rest_framework.test import APIClient
 
 from accounts.services import api_token_create
 from instances.runtime import get_backend
-from instances.runtime.docker import docker_available
-from instances.runtime.swarm import swarm_available
 
-from ..conftest import require_service
+from ..conftest import docker_engine_answers, require_service
 
 # The second node deploy/scripts/second-node.sh makes (region "b"; the manager's node is region "a").
 SECOND_NODE = "qm-node2"
@@ -44,9 +42,11 @@ def runtime(request, settings, tmp_path):
     keeps instances in the test's memory (no engine: for the portal's own logic, in milliseconds).
     Everything a test made is removed after it."""
     if request.param == "docker":
-        require_service(docker_available(), "no Docker engine answers (deploy/scripts/docker-up.sh starts one)")
+        require_service(docker_engine_answers(), "no Docker engine answers (deploy/scripts/docker-up.sh starts one)")
     if request.param.startswith("swarm"):
-        require_service(swarm_available(), "this Docker engine is not a swarm manager (deploy/scripts/swarm-up.sh)")
+        require_service(
+            docker_engine_answers(swarm=True), "this Docker engine is not a swarm manager (deploy/scripts/swarm-up.sh)"
+        )
     if request.param == "swarm-node2":
         require_service(second_node_available(), "no second swarm node (deploy/scripts/second-node.sh up)")
         two_node_settings(settings)
