@@ -80,6 +80,10 @@ up() {
     node2 info >/dev/null || { tail -20 "$RUN/dockerd.log"; exit 1; }
   fi
 
+  # Entries of this name that are not ready were left by an engine that was lost before `down` could
+  # remove them (the manager's dockerd crashed): tests that look the node up by name would find them.
+  docker node ls --filter "name=$NAME" --format '{{.ID}} {{.Status}}' | awk '$2 != "Ready" {print $1}' \
+    | xargs -r docker node rm --force >/dev/null 2>&1 || true
   if [ "$(node2 info --format '{{.Swarm.LocalNodeState}}')" != "active" ]; then
     # Swarm would otherwise give the node's gateway bridge a 172.x subnet.
     if ! node2 network inspect docker_gwbridge >/dev/null 2>&1; then
