@@ -109,10 +109,14 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 # A persistent connection that died with a database restart is replaced instead of failing a request.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=16)  # PostgreSQL only
+_POOLED = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_SIZE > 0
+# Request threads outlive requests (quantmesh/request_gate.py), so without a pool each keeps its
+# connection between requests: opening one per request was a fifth of a short request's cost on
+# SQLite. A pool keeps PostgreSQL's connections itself (Django refuses persistence beside one).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0 if _POOLED else 300)
 # quantmesh/request_gate.py: HTTP requests running Django code at once in one process (the rest wait
 # on the event loop, at most QM_REQUEST_QUEUE_SECONDS): no more than the pool has connections.
 QM_REQUEST_CONCURRENCY = env.int("QM_REQUEST_CONCURRENCY", default=DATABASE_POOL_SIZE or 16)
@@ -131,7 +135,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # runs every in-flight request on a thread of its own: without a pool, 200 concurrent clients
     # would open 200 connections, past PostgreSQL's max_connections). A request waits up to
     # DATABASE_POOL_TIMEOUT for one; with CONN_HEALTH_CHECKS each is checked before use (a restart).
-    if DATABASE_POOL_SIZE:
+    if _POOLED:
         options["pool"] = {
             "min_size": 1,
             "max_size": DATABASE_POOL_SIZE,

@@ -9,6 +9,8 @@ import threading
 import urllib.error
 import urllib.request
 
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+
 from accounts.services import api_token_create
 from billing.selectors import plan_get
 from instances.models import Instance
@@ -73,6 +75,60 @@ def test_requests_beyond_the_concurrency_queue_and_all_succeed():
     answers = asyncio.run(burst())
     assert [status for status, *_ in answers] == [200] * 40
     assert app.peak == 3
+
+
+class ThreadRecordingApp:
+    """Like Django's ASGIHandler: a ThreadSensitiveContext per request and several thread-sensitive
+    sync calls in it; records the thread each call ran on, per request."""
+
+    def __init__(self, stream_seconds: float = 0.0):
+        self.stream_seconds = stream_seconds
+        self.threads_by_request: list[list[threading.Thread]] = []
+
+    async def __call__(self, scope, receive, send):
+        async with ThreadSensitiveContext():
+            seen = [await sync_to_async(threading.current_thread)() for _ in range(3)]
+            self.threads_by_request.append(seen)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await asyncio.sleep(self.stream_seconds)
+            seen.append(await sync_to_async(threading.current_thread)())  # Django's request_finished
+            await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_requests_run_on_threads_kept_between_requests_one_thread_each():
+    """The defect: asgiref started a new thread for every request (and another to join it), and
+    each new thread opened its own database connection."""
+    app = ThreadRecordingApp()
+    gate = RequestGate(app, concurrency=3, queue_seconds=30)
+
+    async def waves():
+        for _ in range(10):
+            await asyncio.gather(*(_call(gate) for _ in range(3)))
+
+    asyncio.run(waves())
+    assert len(app.threads_by_request) == 30
+    for threads in app.threads_by_request:
+        assert len(set(threads)) == 1, "a request's sync code runs on one thread"
+        assert threads[0] is not threading.main_thread()
+    distinct = {threads[0] for threads in app.threads_by_request}
+    assert len(distinct) <= 3, f"{len(distinct)} threads served 30 requests three at a time"
+    assert len({threads[0] for threads in app.threads_by_request[:3]}) == 3, "concurrent requests, own threads"
+
+
+def test_threads_lent_beyond_the_kept_number_end_when_given_back():
+    """Settling waits hold their thread past the slot, so more threads may be lent than slots; only
+    as many as the concurrency stay idle afterwards."""
+    app = ThreadRecordingApp(stream_seconds=0.2)
+    gate = RequestGate(app, concurrency=2, queue_seconds=30)
+
+    async def burst():
+        await asyncio.gather(*(_call(gate) for _ in range(8)))
+
+    asyncio.run(burst())
+    assert len({threads[0] for threads in app.threads_by_request}) == 8
+    assert gate.threads.idle == 2
+    for threads in app.threads_by_request:
+        assert len(set(threads)) == 1
 
 
 def test_a_wait_past_the_queue_bound_is_503_in_the_api_shape_with_retry_after():
