@@ -51,12 +51,13 @@ class RequestThreads:
                 return self._idle.pop()
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
 
-    def give_back(self, executor: ThreadPoolExecutor) -> None:
+    def give_back(self, executor: ThreadPoolExecutor, *, idle: bool) -> None:
+        """`idle`: the request ended normally, so nothing of it still runs on the thread (a request
+        cancelled mid-view leaves its sync code running; the next borrower would wait behind it)."""
         with self._lock:
-            if len(self._idle) < self.keep:
+            if idle and len(self._idle) < self.keep:
                 self._idle.append(executor)
                 return
-        # Its work is done or cancelled; a cancelled request's sync code may still be finishing.
         executor.shutdown(wait=False)
 
     @property
@@ -106,13 +107,16 @@ class RequestGate:
             await send(message)
 
         executor = self.threads.lend()
+        ended = False
         try:
             # Django's own ThreadSensitiveContext inside finds this one and keeps it.
             async with ThreadSensitiveContext(executor=executor):
-                return await self.app(scope, receive, send_releasing)
+                answer = await self.app(scope, receive, send_releasing)
+            ended = True
+            return answer
         finally:
             release()
-            self.threads.give_back(executor)
+            self.threads.give_back(executor, idle=ended)
 
 
 async def _body_read_ahead(receive, *, limit: int | None):

@@ -4,8 +4,10 @@ event loop instead of failing as an outage; the queue is bounded; a settling wai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -129,6 +131,42 @@ def test_threads_lent_beyond_the_kept_number_end_when_given_back():
     assert gate.threads.idle == 2
     for threads in app.threads_by_request:
         assert len(set(threads)) == 1
+
+
+def test_a_request_cancelled_mid_view_leaves_its_thread_to_finish_alone():
+    """Its sync code runs on after the cancel: the next request must not queue behind it."""
+    threads: dict[str, threading.Thread] = {}
+    slow_view_done = threading.Event()
+
+    class SlowViewApp:
+        async def __call__(self, scope, receive, send):
+            async with ThreadSensitiveContext():
+
+                def view():
+                    threads[scope["path"]] = threading.current_thread()
+                    if scope["path"] == "/api/slow":
+                        time.sleep(1.5)
+                        slow_view_done.set()
+
+                await sync_to_async(view)()
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": b"ok"})
+
+    gate = RequestGate(SlowViewApp(), concurrency=1, queue_seconds=30)
+
+    async def cancel_then_call():
+        slow = asyncio.create_task(_call(gate, path="/api/slow"))
+        await asyncio.sleep(0.1)
+        slow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await slow
+        return await _call(gate, path="/api/next")
+
+    assert asyncio.run(cancel_then_call())[0] == 200
+    assert not slow_view_done.is_set(), "the next request was served after the cancelled view ended"
+    assert threads["/api/next"] is not threads["/api/slow"]
+    assert gate.threads.idle == 1
+    slow_view_done.wait(5)
 
 
 def test_a_wait_past_the_queue_bound_is_503_in_the_api_shape_with_retry_after():
