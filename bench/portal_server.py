@@ -38,6 +38,10 @@ def running_portal(extra_env: dict[str, str] | None = None):
         # throttle still runs on every request, it just never refuses, so the request path is measured.
         "QM_API_USER_RATE": "100000000/minute",
         "LOG_LEVEL": "WARNING",
+        # No Celery worker runs beside this portal unless a benchmark starts one (and says so): tasks
+        # run in process as on `make run`'s embedded default, also when REDIS_URL is set in the shell
+        # (which otherwise sends them to a broker nobody reads, and creates never start).
+        "CELERY_TASK_ALWAYS_EAGER": "1",
         **(extra_env or {}),
     }
     manage = [sys.executable, str(ROOT / "manage.py")]
