@@ -21,8 +21,10 @@ a request that changes its user changes nobody else's.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -49,6 +51,9 @@ class _Entry(NamedTuple):
 
 # ("token", key hash) -> the token with its user; ("two_factor", user id) -> bool
 _entries: dict[tuple[str, object], _Entry] = {}
+# key hash -> the last use this process recorded (last_used_claim)
+_last_used_claims: dict[str, datetime] = {}
+_last_used_lock = threading.Lock()
 
 
 def enabled() -> bool:
@@ -110,8 +115,24 @@ def last_used_noted(key_hash: str, when) -> None:
         entry.value.last_used_at = when
 
 
+def last_used_claim(key_hash: str, now: datetime, *, resolution: timedelta) -> bool:
+    """Whether this request records the token's use: the first one in this process once `resolution`
+    has passed since the use it last recorded. Without it every request that found the recorded use
+    stale wrote it, so a burst on a token (its first use, or each minute under load) became a burst of
+    UPDATEs contending for the database's write lock; on SQLite some waited out its busy timeout."""
+    with _last_used_lock:
+        last = _last_used_claims.get(key_hash)
+        if last is not None and now - last <= resolution:
+            return False
+        if len(_last_used_claims) >= MAX_ENTRIES:
+            _last_used_claims.clear()
+        _last_used_claims[key_hash] = now
+        return True
+
+
 def forget_local() -> None:
     _entries.clear()
+    _last_used_claims.clear()
 
 
 def bump_on_commit(*, user_id: int) -> None:

@@ -31,7 +31,8 @@ def token_authenticate(raw: str, *, count=None):
         raise exceptions.AuthenticationFailed("The token has expired; log in again for a new one.")
     if not token.user.is_active:
         raise exceptions.AuthenticationFailed("This account is disabled.")
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+    stale = token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION
+    if stale and auth_cache.last_used_claim(key_hash, now, resolution=LAST_USED_RESOLUTION):
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         auth_cache.last_used_noted(key_hash, now)
     return token.user, token

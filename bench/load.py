@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -18,6 +20,7 @@ class LoadResult:
     errors: int
     seconds: float
     latencies_ms: list[float]
+    error_statuses: Counter = field(default_factory=Counter)  # status -> how many, for a run's report
 
     @property
     def rps(self) -> float:
@@ -35,6 +38,7 @@ class LoadResult:
 async def _load(make_request: Callable, concurrency: int, seconds: float, max_requests: int) -> LoadResult:
     latencies: list[float] = []
     errors = 0
+    error_statuses: Counter = Counter()
     stop_at = time.monotonic() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -47,15 +51,19 @@ async def _load(make_request: Callable, concurrency: int, seconds: float, max_re
                     await response.read()
                     if response.status >= 400:
                         errors += 1
+                        error_statuses[response.status] += 1
                         continue
                 latencies.append((time.perf_counter() - started) * 1000)
 
         started = time.monotonic()
         await asyncio.gather(*(client() for _ in range(concurrency)))
         elapsed = time.monotonic() - started
-    return LoadResult(len(latencies), errors, elapsed, latencies)
+    return LoadResult(len(latencies), errors, elapsed, latencies, error_statuses)
 
 
 def run_load(make_request: Callable, *, concurrency: int = 50, seconds: float = 10, max_requests: int = 200_000):
     """`make_request(session)` returns an aiohttp request context manager."""
-    return asyncio.run(_load(make_request, concurrency, seconds, max_requests))
+    result = asyncio.run(_load(make_request, concurrency, seconds, max_requests))
+    if result.errors:
+        print(f"# load: error answers by status {dict(result.error_statuses)}", file=sys.stderr, flush=True)
+    return result

@@ -52,7 +52,7 @@ def running_portal(extra_env: dict[str, str] | None = None):
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=open(Path(workdir) / "portal.log", "wb"),  # noqa: SIM115 (the server's own; read after a failure)
     )
     base = f"http://127.0.0.1:{port}"
     try:
