@@ -1,6 +1,7 @@
 """A dependency that is down (PostgreSQL restarting, Redis or the Docker engine unreachable) is not
 a bug: requests get 503 with Retry-After at once, in the API's error shape or as a short page, and
-the next request after it is back succeeds (connections are opened per request, with timeouts)."""
+the next request after it is back succeeds (connections open with timeouts, and a kept or pooled one
+is checked before use: CONN_HEALTH_CHECKS)."""
 
 from __future__ import annotations
 
