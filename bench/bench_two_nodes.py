@@ -8,8 +8,12 @@ Needs the second node up (`bash deploy/scripts/second-node.sh up`)."""
 
 from __future__ import annotations
 
+import secrets
 import time
 import urllib.request
+
+import yaml
+from cryptography.fernet import Fernet
 
 from bench.bench_reconcile import bench_env, figures
 from bench.common import Result, median, percentile
@@ -28,8 +32,27 @@ def _backend():
 
 
 def _spec(instance_id: str, region: str):
-    platform = f"instance_id: {instance_id}\n".encode()
-    return InstanceSpec(instance_id, 1, "quantmesh/engine:latest", 1.0, 1024, 256, {"platform.yaml": platform}, region)
+    # By keyword: positionally, the region landed in run_keys once that field was added before it, so
+    # every engine started without its keys and never answered (the benchmark failed on both trees).
+    platform = {
+        "instance_id": instance_id,
+        "owner": 1,
+        "max_trading_pairs": 1,
+        "paper_only": True,
+        "console_url": f"http://127.0.0.1/instances/{instance_id}",
+    }
+    keys = {"proxy_secret": secrets.token_hex(16), "secrets_key": Fernet.generate_key().decode()}
+    return InstanceSpec(
+        instance_id=instance_id,
+        owner_id=1,
+        image="quantmesh/engine:latest",
+        cpu_limit=1.0,
+        memory_limit_mb=1024,
+        pids_limit=256,
+        files={"platform.yaml": yaml.safe_dump(platform).encode()},
+        run_keys=yaml.safe_dump(keys).encode(),
+        region=region,
+    )
 
 
 def _healthy(backend, instance_id: str, deadline: float) -> None:
